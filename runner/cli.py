@@ -1,0 +1,216 @@
+"""The ``kubegrid`` command line: local runs, the pods' entry points, and tools.
+
+Subcommands::
+
+    kubegrid run FILE              plan, run every shard locally, reduce
+    kubegrid run-shard FILE        one shard (a Job pod; index from JOB_COMPLETION_INDEX)
+    kubegrid reduce FILE           merge partial results into the artifacts
+    kubegrid validate FILE         check a manifest (add --data to load the data too)
+    kubegrid sample-data NAME DEST write a dataset scikit-learn ships (digits, iris…)
+
+Exit codes follow :mod:`kubegrid.errors`: 2 for a user's mistake (no
+traceback, the message names the field), 75 for a transient failure worth a
+retry, 1 for a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from kubegrid import errors
+from kubegrid import spec as specs
+
+logger = logging.getLogger(__name__)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose, args.command)
+    try:
+        handler: Callable[[argparse.Namespace], int] = args.handler
+        return handler(args)
+    except errors.UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except errors.InfraError as exc:
+        print(f"error (transient, worth a retry): {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted; finished tasks are kept for the next run", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kubegrid",
+        description="scikit-learn model selection, sharded over Kubernetes Jobs "
+        "or run locally.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run a whole search on this machine")
+    run.add_argument("file", help="GridSearch manifest (YAML)")
+    run.add_argument(
+        "--workers", type=int, default=None, help="worker processes (default: cores)"
+    )
+    run.add_argument("--output", help="override spec.output.uri")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(handler=_cmd_run)
+
+    shard = commands.add_parser("run-shard", help="run one shard (a Job pod)")
+    shard.add_argument("file")
+    shard.add_argument(
+        "--index",
+        type=int,
+        default=None,
+        help="shard index (default: $JOB_COMPLETION_INDEX)",
+    )
+    shard.add_argument("--shards", type=int, default=None, help="total shard count")
+    shard.set_defaults(handler=_cmd_run_shard)
+
+    reduce = commands.add_parser("reduce", help="merge partial results")
+    reduce.add_argument("file")
+    reduce.add_argument("--shards", type=int, default=None)
+    reduce.set_defaults(handler=_cmd_reduce)
+
+    validate = commands.add_parser("validate", help="check a manifest")
+    validate.add_argument("file")
+    validate.add_argument("--data", action="store_true", help="also load the data")
+    validate.set_defaults(handler=_cmd_validate)
+
+    sample = commands.add_parser(
+        "sample-data", help="write a dataset that scikit-learn ships"
+    )
+    sample.add_argument("name", choices=sorted(_SAMPLES))
+    sample.add_argument("dest", help="local path or s3:// URI (.csv or .parquet)")
+    sample.add_argument("--endpoint-url", default=None, help="S3 endpoint")
+    sample.set_defaults(handler=_cmd_sample_data)
+    return parser
+
+
+def _configure_logging(verbose: int, command: str) -> None:
+    # Pods log every milestone; an interactive run keeps the terminal for the
+    # progress bar unless asked to say more.
+    quiet_default = logging.WARNING if command == "run" else logging.INFO
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else quiet_default
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def _load(path: str, output: str | None = None) -> specs.GridSearch:
+    manifest = specs.load(path)
+    if output:
+        spec = manifest.spec.model_copy(update={"output": specs.Output(uri=output)})
+        manifest = manifest.model_copy(update={"spec": spec})
+    return manifest
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from kubegrid import console, context, local
+
+    manifest = _load(args.file, args.output)
+    ctx = context.prepare(manifest)
+    for note in ctx.warnings:
+        console.warn(note)
+    console.plan(ctx)
+    with console.progress(ctx.plan.n_tasks, enabled=not args.quiet) as advance:
+        summary = local.run(ctx, args.workers, advance)
+    console.outcome(ctx, summary)
+    return errors.EXIT_OK
+
+
+def _shard_index(given: int | None) -> int:
+    if given is not None:
+        return given
+    value = os.environ.get("JOB_COMPLETION_INDEX")
+    if value is None or not value.isdigit():
+        raise errors.SpecError(
+            "--index", "give --index N, or run as an Indexed Job pod "
+            "(which sets JOB_COMPLETION_INDEX)"
+        )
+    return int(value)
+
+
+def _cmd_run_shard(args: argparse.Namespace) -> int:
+    from kubegrid import context, execution
+
+    index = _shard_index(args.index)
+    ctx = context.prepare(_load(args.file), n_shards=args.shards)
+    report = execution.run_shard(ctx, index)
+    print(json.dumps(report))
+    return errors.EXIT_OK
+
+
+def _cmd_reduce(args: argparse.Namespace) -> int:
+    from kubegrid import context, reducer
+
+    ctx = context.prepare(_load(args.file), n_shards=args.shards)
+    summary = reducer.reduce(ctx)
+    print(json.dumps(_brief(summary)))
+    return errors.EXIT_OK
+
+
+def _brief(summary: dict[str, Any]) -> dict[str, Any]:
+    keys = ("bestParams", "bestScore", "refitMetric", "nCandidates", "nFailedFits")
+    return {k: summary[k] for k in keys if k in summary} | {
+        "summary": summary["artifacts"]["summary"]
+    }
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from kubegrid import context
+
+    manifest = _load(args.file)
+    if args.data:
+        ctx = context.prepare(manifest)
+        print(
+            f"ok: {ctx.plan.n_candidates} candidates × {ctx.plan.n_splits} splits = "
+            f"{ctx.plan.n_tasks} fits in {ctx.plan.n_shards} shards"
+        )
+    else:
+        _, candidates = context.check_without_data(manifest)
+        print(f"ok: {len(candidates)} candidates")
+    return errors.EXIT_OK
+
+
+_SAMPLES = {
+    "digits": "load_digits",
+    "iris": "load_iris",
+    "wine": "load_wine",
+    "breast_cancer": "load_breast_cancer",
+    "diabetes": "load_diabetes",
+}
+
+
+def _cmd_sample_data(args: argparse.Namespace) -> int:
+    import io
+
+    import sklearn.datasets
+
+    from kubegrid import storage
+
+    loader = getattr(sklearn.datasets, _SAMPLES[args.name])
+    frame = loader(as_frame=True).frame
+    buffer = io.BytesIO()
+    if args.dest.endswith((".parquet", ".pq")):
+        frame.to_parquet(buffer, index=False)
+    else:
+        frame.to_csv(buffer, index=False)
+    parent, _, name = args.dest.rpartition("/")
+    store = storage.open_store(parent or ".", storage.Location(args.endpoint_url))
+    store.write(name, buffer.getvalue())
+    print(f"wrote {len(frame)} rows × {frame.shape[1]} columns to {args.dest}")
+    return errors.EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

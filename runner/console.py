@@ -1,0 +1,93 @@
+"""What ``kubegrid run`` shows a person at a terminal: plan, progress, outcome.
+
+Called by the CLI only; everything else logs instead of printing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from kubegrid import results
+from kubegrid.context import SearchContext
+
+_out = Console()
+_err = Console(stderr=True)
+
+
+def warn(message: str) -> None:
+    _err.print(f"[yellow]warning:[/] {message}", highlight=False)
+
+
+def plan(ctx: SearchContext) -> None:
+    p = ctx.plan
+    _err.print(
+        f"{ctx.manifest.metadata.name}: {p.n_candidates} candidates × {p.n_splits} "
+        f"splits = {p.n_tasks} fits in {p.n_shards} shards, on "
+        f"{ctx.data.n_samples} rows",
+        highlight=False,
+    )
+
+
+@contextlib.contextmanager
+def progress(total: int, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar fed by ``advance(done, total)``; silent when not a TTY."""
+    if not enabled or not sys.stderr.isatty():
+        yield lambda done, total: None
+        return
+    bar = Progress(
+        TextColumn("fits"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=_err,
+        transient=True,
+    )
+    with bar:
+        task = bar.add_task("fits", total=total)
+        yield lambda done, total: bar.update(task, completed=done)
+
+
+def outcome(ctx: SearchContext, summary: dict[str, Any], top: int = 5) -> None:
+    """The best candidates and where every artifact is."""
+    store = ctx.output()
+    table = results.read_cv_results(store)
+    metric = summary.get("refitMetric") or ctx.spec.metric_names[0]
+    ranked = sorted(
+        range(len(table["params"])), key=lambda i: int(table[f"rank_test_{metric}"][i])
+    )
+    view = Table(title=f"top candidates by {metric}")
+    view.add_column("rank", justify="right")
+    view.add_column(f"mean_test_{metric}", justify="right")
+    view.add_column("std", justify="right")
+    view.add_column("params")
+    for i in ranked[:top]:
+        view.add_row(
+            str(table[f"rank_test_{metric}"][i]),
+            f"{table[f'mean_test_{metric}'][i]:.6f}",
+            f"{table[f'std_test_{metric}'][i]:.6f}",
+            str(table["params"][i]),
+        )
+    _out.print(view)
+    if summary.get("nFailedFits"):
+        warn(f"{summary['nFailedFits']} fits failed: {summary['fitErrors']}")
+    if "bestParams" in summary:
+        _out.print(f"best params: {summary['bestParams']}", highlight=False)
+        _out.print(f"best score ({metric}): {summary['bestScore']}", highlight=False)
+    for name, uri in summary["artifacts"].items():
+        _out.print(f"{name}: {uri}", highlight=False)

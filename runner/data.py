@@ -1,0 +1,162 @@
+"""Loading the dataset a spec names, and checking it fits the search.
+
+Called once per process by the CLI, each shard and the reducer. The raw bytes
+are hashed so that results can be tied to the exact data they came from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, is_classifier
+from sklearn.compose import ColumnTransformer
+from sklearn.pipeline import Pipeline
+
+from kubegrid import spec as specs
+from kubegrid import storage
+from kubegrid.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+# First steps that take non-numeric columns as they are.
+_TAKES_TEXT = (ColumnTransformer,)
+_TAKES_TEXT_NAMES = (
+    "OneHotEncoder",
+    "OrdinalEncoder",
+    "TargetEncoder",
+    "CountVectorizer",
+    "TfidfVectorizer",
+    "HashingVectorizer",
+    "DictVectorizer",
+    "FeatureHasher",
+)
+
+
+@dataclass(frozen=True)
+class Data:
+    """Features, target and optional groups, plus the raw data's checksum."""
+
+    X: pd.DataFrame
+    y: pd.Series
+    groups: pd.Series | None
+    checksum: str
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.X)
+
+
+def location_of(spec: specs.GridSearchSpec) -> storage.Location:
+    return storage.Location(spec.storage.endpoint_url, spec.storage.region)
+
+
+def read_frame(uri: str, fmt: str, location: storage.Location) -> tuple[pd.DataFrame, str]:
+    """The table at ``uri`` and the sha256 of its bytes."""
+    try:
+        raw = storage.read_uri(uri, location)
+    except storage.StorageAccessError as exc:
+        raise DataError("spec.dataset.uri", f"cannot read the dataset: {exc}") from None
+    checksum = hashlib.sha256(raw).hexdigest()
+    try:
+        if fmt == "parquet":
+            frame = pd.read_parquet(io.BytesIO(raw))
+        else:
+            frame = pd.read_csv(io.BytesIO(raw))
+    except Exception as exc:
+        raise DataError(
+            "spec.dataset.uri", f"cannot read {uri} as {fmt}: {exc}"
+        ) from None
+    return frame, checksum
+
+
+def load(spec: specs.GridSearchSpec) -> Data:
+    """Read the dataset and cut it into X, y and groups, checking the columns."""
+    dataset = spec.dataset
+    frame, checksum = read_frame(dataset.uri, dataset.resolved_format, location_of(spec))
+    return split_columns(frame, dataset, checksum)
+
+
+def split_columns(frame: pd.DataFrame, dataset: specs.Dataset, checksum: str) -> Data:
+    """X, y and groups from one table, as the dataset block assigns them."""
+    columns = list(frame.columns)
+    _require_column(dataset.target, "spec.dataset.target", columns)
+    if dataset.groups:
+        _require_column(dataset.groups, "spec.dataset.groups", columns)
+    if dataset.features is not None:
+        for i, name in enumerate(dataset.features):
+            _require_column(name, f"spec.dataset.features[{i}]", columns)
+        features = list(dataset.features)
+    else:
+        features = [c for c in columns if c not in (dataset.target, dataset.groups)]
+    if not features:
+        raise DataError("spec.dataset.features", "no feature columns are left")
+
+    y = frame[dataset.target]
+    if y.isna().any():
+        rows = np.flatnonzero(y.isna().to_numpy())[:5].tolist()
+        raise DataError(
+            "spec.dataset.target",
+            f"column {dataset.target!r} has {int(y.isna().sum())} missing values "
+            f"(first rows: {rows}); drop or fill those rows before the search",
+        )
+    groups = frame[dataset.groups] if dataset.groups else None
+    if groups is not None and groups.isna().any():
+        raise DataError(
+            "spec.dataset.groups",
+            f"column {dataset.groups!r} has missing values; every row needs a group",
+        )
+    return Data(frame[features], y, groups, checksum)
+
+
+def _require_column(name: str, field: str, columns: list[str]) -> None:
+    if name not in columns:
+        import difflib
+
+        close = difflib.get_close_matches(name, [str(c) for c in columns], n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        shown = ", ".join(map(str, columns[:20])) + (" …" if len(columns) > 20 else "")
+        raise DataError(
+            field, f"column {name!r} is not in the dataset; {hint}columns are: {shown}"
+        )
+
+
+def check_fits_estimator(data: Data, estimator: BaseEstimator) -> None:
+    """Reject columns the estimator cannot take, naming them."""
+    if _takes_text(estimator):
+        return
+    numeric = data.X.select_dtypes(include=["number", "bool"]).columns
+    others = [c for c in data.X.columns if c not in numeric]
+    if others:
+        sample = data.X[others[0]].dropna().astype(str).head(1).tolist()
+        raise DataError(
+            "spec.dataset.features",
+            f"column {others[0]!r} is not numeric (for example {sample[0] if sample else ''!r})"
+            f"{f' and so are {others[1:6]}' if len(others) > 1 else ''}; "
+            f"{type(estimator).__name__} needs numbers: drop it from dataset.features "
+            "or encode it in a pipeline (a ColumnTransformer with a OneHotEncoder)",
+        )
+
+
+def check_classes(data: Data, estimator: BaseEstimator, n_splits: int) -> list[str]:
+    """Warnings about classes too small for the folds (scikit-learn's own rule)."""
+    if not is_classifier(estimator):
+        return []
+    counts = data.y.value_counts()
+    small = counts[counts < n_splits]
+    if small.empty:
+        return []
+    return [
+        f"spec.dataset.target: class {label!r} has only {count} rows, fewer than the "
+        f"{n_splits} folds; some folds will not see it"
+        for label, count in small.head(5).items()
+    ]
+
+
+def _takes_text(estimator: BaseEstimator) -> bool:
+    first = estimator.steps[0][1] if isinstance(estimator, Pipeline) else estimator
+    return isinstance(first, _TAKES_TEXT) or type(first).__name__ in _TAKES_TEXT_NAMES

@@ -1,0 +1,250 @@
+"""Turning the manifest's estimator, scorers and splitter into scikit-learn objects.
+
+Two callers with two trust levels:
+
+* the runner (CLI and pods) calls :func:`build` and friends, which import the
+  classes the manifest names, as the user asked;
+* the operator calls :func:`check_statically`, which never imports a module the
+  user named: it only looks names up in scikit-learn's own catalogue of
+  estimators, and leaves anything else for the pods to check.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import importlib
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from pydantic.alias_generators import to_camel
+
+from sklearn.base import BaseEstimator, is_classifier
+from sklearn.metrics import get_scorer_names
+from sklearn.model_selection import check_cv
+from sklearn.pipeline import Pipeline
+
+from kubegrid import spec as specs
+from kubegrid.errors import SpecError
+
+logger = logging.getLogger(__name__)
+
+# camelCase CV fields → the keyword scikit-learn's splitters take.
+_CV_KWARGS = {
+    "n_splits": "n_splits",
+    "n_repeats": "n_repeats",
+    "shuffle": "shuffle",
+    "random_state": "random_state",
+    "test_size": "test_size",
+    "train_size": "train_size",
+    "max_train_size": "max_train_size",
+    "gap": "gap",
+}
+
+
+def import_class(path: str, field: str) -> type:
+    """Import ``package.module.Class``, as the user's manifest names it."""
+    module_name, _, class_name = path.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SpecError(
+            field,
+            f"cannot import module {module_name!r} for {path!r} ({exc}); check the "
+            "spelling, or use an image that has the package installed",
+        ) from None
+    try:
+        found = getattr(module, class_name)
+    except AttributeError:
+        names = [n for n in dir(module) if not n.startswith("_")]
+        close = difflib.get_close_matches(class_name, names, n=1)
+        hint = f"; did you mean {module_name}.{close[0]}?" if close else ""
+        raise SpecError(
+            field, f"module {module_name!r} has no {class_name!r}{hint}"
+        ) from None
+    if not (isinstance(found, type) and hasattr(found, "get_params")):
+        raise SpecError(field, f"{path!r} is not a scikit-learn estimator class")
+    return found
+
+
+def build(
+    estimator: specs.Estimator,
+    resolve: Callable[[str, str], type] = import_class,
+) -> BaseEstimator:
+    """The unfitted estimator or Pipeline the manifest describes.
+
+    ``resolve(path, field)`` finds each class; by default it imports it.
+    """
+    if estimator.pipeline is None:
+        assert estimator.class_ is not None
+        cls = resolve(estimator.class_, "spec.estimator.class")
+        return _instantiate(cls, estimator.params, "spec.estimator.params")
+    steps = []
+    for i, step in enumerate(estimator.pipeline):
+        field = f"spec.estimator.pipeline[{i}]"
+        cls = resolve(step.class_, f"{field}.class")
+        steps.append((step.name, _instantiate(cls, step.params, f"{field}.params")))
+    return Pipeline(steps)
+
+
+def _instantiate(cls: type, params: dict[str, Any], field: str) -> BaseEstimator:
+    valid = _constructor_params(cls)
+    for name in params:
+        if name not in valid:
+            raise SpecError(f"{field}.{name}", _unknown_param(cls.__name__, name, valid))
+    try:
+        return cls(**params)  # type: ignore[no-any-return]
+    except (TypeError, ValueError) as exc:
+        raise SpecError(field, f"{cls.__name__} rejected these params: {exc}") from None
+
+
+def _constructor_params(cls: type) -> list[str]:
+    signature = inspect.signature(cls.__init__)
+    return [
+        name
+        for name, p in signature.parameters.items()
+        if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+
+
+def _unknown_param(owner: str, name: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(name, valid, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"{owner} has no parameter {name!r}; {hint}valid names: {', '.join(valid)}"
+
+
+def check_grid_names(
+    estimator: BaseEstimator, grid: dict[str, Any] | list[dict[str, Any]]
+) -> None:
+    """Every grid key must be a parameter of the estimator (``step__param`` too)."""
+    valid = sorted(estimator.get_params(deep=True))
+    owner = type(estimator).__name__
+    grids = grid if isinstance(grid, list) else [grid]
+    for i, one in enumerate(grids):
+        prefix = f"spec.paramGrid[{i}]" if isinstance(grid, list) else "spec.paramGrid"
+        for name in one:
+            if name not in valid:
+                raise SpecError(f"{prefix}.{name}", _unknown_param(owner, name, valid))
+
+
+def check_scoring(scoring: str | list[str] | dict[str, str] | None) -> None:
+    """Every scorer must be one scikit-learn knows by name."""
+    known = sorted(get_scorer_names())
+    if scoring is None:
+        return
+    if isinstance(scoring, str):
+        entries = [("spec.scoring", scoring)]
+    elif isinstance(scoring, list):
+        entries = [(f"spec.scoring[{i}]", name) for i, name in enumerate(scoring)]
+    else:
+        entries = [(f"spec.scoring.{key}", name) for key, name in scoring.items()]
+    for field, name in entries:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=3)
+            hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+            raise SpecError(
+                field,
+                f"unknown scorer {name!r}; {hint}see sklearn.metrics.get_scorer_names()"
+                " for the full list",
+            )
+
+
+def build_cv(cv: int | specs.CV, estimator: BaseEstimator, y: Any) -> Any:
+    """The splitter GridSearchCV would use for this cv spec and target."""
+    if isinstance(cv, int):
+        # An integer means what it means to GridSearchCV: stratified folds for
+        # a classifier on a classification target, plain KFold otherwise.
+        return check_cv(cv, y, classifier=is_classifier(estimator))
+    import sklearn.model_selection as ms
+
+    cls = getattr(ms, cv.splitter)
+    accepted = _constructor_params(cls)
+    kwargs = {}
+    for attr, kwarg in _CV_KWARGS.items():
+        value = getattr(cv, attr)
+        if value is None:
+            continue
+        if kwarg not in accepted:
+            field = to_camel(attr)
+            raise SpecError(
+                f"spec.cv.{field}",
+                f"{cv.splitter} takes no {field!r}; it accepts "
+                f"{', '.join(to_camel(a) for a in accepted) or 'no arguments'}",
+            )
+        # Test and train sizes above 1 are counts, below 1 are fractions.
+        if kwarg in ("test_size", "train_size") and float(value).is_integer():
+            value = int(value) if value >= 1 else value
+        kwargs[kwarg] = value
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:
+        raise SpecError("spec.cv", f"{cv.splitter}: {exc}") from None
+
+
+def check_reproducible(spec: specs.GridSearchSpec) -> None:
+    """Random choices must be seeded, or each pod would draw different ones."""
+    if spec.search.type == "random" and spec.search.random_state is None:
+        raise SpecError(
+            "spec.search.randomState",
+            "a random search needs a seed so that every shard samples the same "
+            "candidates; set randomState to any integer, for example 0",
+        )
+    cv = spec.cv
+    if isinstance(cv, specs.CV) and cv.random_state is None:
+        shuffles = cv.splitter in (
+            "ShuffleSplit",
+            "StratifiedShuffleSplit",
+            "RepeatedKFold",
+            "RepeatedStratifiedKFold",
+        ) or bool(cv.shuffle)
+        if shuffles:
+            raise SpecError(
+                "spec.cv.randomState",
+                f"{cv.splitter} shuffles, so every shard needs the same seed to see "
+                "the same folds; set randomState to any integer, for example 0",
+            )
+
+
+@functools.cache
+def sklearn_catalogue() -> dict[str, type]:
+    """scikit-learn's own estimators by public and private import path."""
+    from sklearn.utils.discovery import all_estimators
+
+    catalogue: dict[str, type] = {}
+    for name, cls in all_estimators():
+        module = cls.__module__
+        catalogue[f"{module}.{name}"] = cls
+        public = ".".join(p for p in module.split(".") if not p.startswith("_"))
+        catalogue[f"{public}.{name}"] = cls
+    catalogue["sklearn.pipeline.Pipeline"] = Pipeline
+    return catalogue
+
+
+def check_statically(spec: specs.GridSearchSpec) -> None:
+    """Checks that import no user-named module, for the operator.
+
+    Scorers, seeds and splitter arguments are always checked. Estimator
+    classes are checked only when scikit-learn's catalogue has them; any other
+    class (xgboost, a user's package) is left for the pods to import.
+    """
+    check_scoring(spec.scoring)
+    check_reproducible(spec)
+    catalogue = sklearn_catalogue()
+    paths = spec.estimator.class_paths()
+    for i, path in enumerate(paths):
+        if path not in catalogue and path.split(".")[0] == "sklearn":
+            field = (
+                "spec.estimator.class"
+                if spec.estimator.pipeline is None
+                else f"spec.estimator.pipeline[{i}].class"
+            )
+            close = difflib.get_close_matches(path, list(catalogue), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise SpecError(field, f"scikit-learn has no estimator {path!r}{hint}")
+    if all(path in catalogue for path in paths):
+        estimator = build(spec.estimator, resolve=lambda path, _: catalogue[path])
+        check_grid_names(estimator, spec.param_grid)
+    if isinstance(spec.cv, specs.CV):
+        build_cv(spec.cv, Pipeline([("x", None)]), None)

@@ -1,0 +1,116 @@
+"""``kubegrid run``: a whole search on this machine, no cluster needed.
+
+Called by the CLI. The data is loaded once in this process; worker processes
+are forked from it, so they share its arrays copy-on-write instead of each
+reading the dataset again. Each worker runs whole shards, exactly as a pod
+would, and the same reducer merges them.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import queue
+from collections.abc import Callable
+from typing import Any
+
+from threadpoolctl import threadpool_limits
+
+from kubegrid import execution, reducer
+from kubegrid.context import SearchContext
+from kubegrid.errors import ResultsError
+
+logger = logging.getLogger(__name__)
+
+# Set in the parent before forking; read by the workers it forks.
+_context: SearchContext | None = None
+_events: Any = None
+
+
+def default_workers() -> int:
+    """Usable cores: the CPU affinity mask, which honours taskset and cgroups."""
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def run(
+    ctx: SearchContext,
+    workers: int | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Run every shard in a pool of ``workers`` processes, then reduce.
+
+    ``on_progress(done, total)`` is called as tasks finish.
+    """
+    workers = min(workers or default_workers(), ctx.plan.n_shards)
+    shards = list(range(ctx.plan.n_shards))
+    _run_shards(ctx, shards, workers, on_progress)
+    try:
+        return reducer.reduce(ctx)
+    except ResultsError as exc:
+        # A partial file lost or corrupted since it was written: run its
+        # shards again (finished tasks are skipped) and merge once more.
+        logger.warning("%s", exc)
+        _run_shards(ctx, shards, workers, on_progress)
+        return reducer.reduce(ctx)
+
+
+def _run_shards(
+    ctx: SearchContext,
+    shards: list[int],
+    workers: int,
+    on_progress: Callable[[int, int], None] | None,
+) -> None:
+    global _context, _events
+    total = ctx.plan.n_tasks
+    if workers == 1:
+        done = 0
+
+        def bump(n: int) -> None:
+            nonlocal done
+            done += n
+            if on_progress:
+                on_progress(done, total)
+
+        for shard in shards:
+            execution.run_shard(ctx, shard, bump)
+        return
+
+    # Fork workers from this process so they inherit the loaded data.
+    fork = multiprocessing.get_context("fork")
+    _context, _events = ctx, fork.SimpleQueue()
+    threads = max(1, default_workers() // workers)
+    try:
+        with fork.Pool(workers, initializer=_init_worker, initargs=(threads,)) as pool:
+            pending = pool.map_async(_run_one, shards, chunksize=1)
+            done = 0
+            while not pending.ready() or not _events.empty():
+                done += _drain(_events)
+                if on_progress:
+                    on_progress(done, total)
+                pending.wait(0.2)
+            pending.get()  # re-raises a worker's error here
+    finally:
+        _context, _events = None, None
+
+
+def _drain(events: Any) -> int:
+    count = 0
+    try:
+        while not events.empty():
+            count += events.get()
+    except (EOFError, OSError, queue.Empty):
+        pass
+    return count
+
+
+def _init_worker(threads: int) -> None:
+    # Two levels of parallelism must not multiply: each worker gets its share
+    # of the cores for BLAS and OpenMP.
+    threadpool_limits(limits=threads)
+
+
+def _run_one(shard: int) -> dict[str, Any]:
+    assert _context is not None
+    events = _events
+    return execution.run_shard(_context, shard, events.put if events else None)

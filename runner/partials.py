@@ -1,0 +1,138 @@
+"""Partial results: what a shard writes, and how the reducer reads it back.
+
+Layout under the output location, per plan fingerprint::
+
+    partials/<fingerprint>/shard-00003.json               a finished shard
+    partials/<fingerprint>/chunks/shard-00003/<writer>-<seq>.json
+                                                          checkpoints on the way
+
+A shard checkpoints finished tasks every few seconds, so a killed pod loses at
+most those seconds of work; once it finishes it writes the shard file and
+drops its checkpoints. Writers name their checkpoints with a random id, so two
+pods running the same index never overwrite each other; readers keep one record
+per task (records of one task are equal: fits are deterministic).
+
+Each file starts with a header line carrying the sha256 of the JSON body that
+follows, so a truncated or altered file is detected, named, and its tasks run
+again rather than trusted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections import defaultdict
+from typing import Any
+
+from kubegrid.errors import ResultsError
+from kubegrid.storage import NotFound, Store
+
+logger = logging.getLogger(__name__)
+
+_MAGIC = b"kubegrid-partial/1"
+_SHARD_KEY = re.compile(r"shard-(\d+)")
+
+Record = dict[str, Any]
+
+
+def shard_key(fingerprint: str, shard: int) -> str:
+    return f"partials/{fingerprint}/shard-{shard:05d}.json"
+
+
+def chunk_key(fingerprint: str, shard: int, writer: str, seq: int) -> str:
+    return f"partials/{fingerprint}/chunks/shard-{shard:05d}/{writer}-{seq:06d}.json"
+
+
+def encode(body: dict[str, Any]) -> bytes:
+    """Header with the body's checksum, then the body as JSON."""
+    payload = json.dumps(body, sort_keys=True, allow_nan=True).encode()
+    digest = hashlib.sha256(payload).hexdigest()
+    return _MAGIC + b" sha256=" + digest.encode() + b"\n" + payload
+
+
+def decode(data: bytes, where: str) -> dict[str, Any]:
+    """The body of a partial file; ResultsError when it fails its checksum."""
+    header, _, payload = data.partition(b"\n")
+    parts = header.split(b" sha256=")
+    if len(parts) != 2 or parts[0] != _MAGIC:
+        raise ResultsError(f"{where}: not a kubegrid partial result (bad header)")
+    if hashlib.sha256(payload).hexdigest().encode() != parts[1]:
+        raise ResultsError(
+            f"{where}: checksum mismatch, the file is truncated or altered"
+        )
+    body: dict[str, Any] = json.loads(payload)
+    return body
+
+
+def write_chunk(
+    store: Store, fingerprint: str, shard: int, writer: str, seq: int, records: list[Record]
+) -> None:
+    body = {"fingerprint": fingerprint, "shard": shard, "records": records}
+    store.write(chunk_key(fingerprint, shard, writer, seq), encode(body))
+
+
+def write_shard(store: Store, fingerprint: str, shard: int, records: list[Record]) -> None:
+    """Publish a finished shard, then drop its checkpoints."""
+    body = {"fingerprint": fingerprint, "shard": shard, "records": records}
+    store.write(shard_key(fingerprint, shard), encode(body))
+    for key in store.list(f"partials/{fingerprint}/chunks/shard-{shard:05d}/"):
+        store.delete(key)
+
+
+def read_records(
+    store: Store, fingerprint: str, shard: int | None = None
+) -> tuple[dict[int, Record], list[str]]:
+    """Every readable record by task id, for one shard or all, and the problems.
+
+    Unreadable files are logged, deleted and skipped: their tasks then count as
+    not done, so they are run again instead of poisoning the results. Each
+    problem names the file and what was wrong with it.
+    """
+    prefix = f"partials/{fingerprint}/"
+    keys = store.list(prefix)
+    if shard is not None:
+        wanted = f"shard-{shard:05d}"
+        keys = [k for k in keys if wanted in k]
+    records: dict[int, Record] = {}
+    problems: list[str] = []
+    for key in keys:
+        for record in _read_file(store, key, problems):
+            records.setdefault(int(record["task"]), record)
+    return records, problems
+
+
+def finished_shards(store: Store, fingerprint: str) -> set[int]:
+    """Shards whose final file exists (not checked here: see read_records)."""
+    done = set()
+    for key in store.list(f"partials/{fingerprint}/shard-"):
+        match = _SHARD_KEY.search(key)
+        if match:
+            done.add(int(match.group(1)))
+    return done
+
+
+def _read_file(store: Store, key: str, problems: list[str]) -> list[Record]:
+    where = f"{store.uri.rstrip('/')}/{key}"
+    try:
+        body = decode(store.read(key), where)
+    except NotFound:
+        return []  # dropped by a finishing writer between list and read
+    except (ResultsError, ValueError) as exc:
+        logger.warning("deleting %s, its tasks will run again: %s", key, exc)
+        problems.append(str(exc))
+        store.delete(key)
+        return []
+    return list(body.get("records", []))
+
+
+def missing_by_shard(
+    records: dict[int, Record], shard_of_task: Any, n_tasks: int
+) -> dict[int, int]:
+    """For each shard that lacks results, how many of its tasks are missing."""
+    missing: dict[int, int] = defaultdict(int)
+    for task in range(n_tasks):
+        if task not in records:
+            missing[int(shard_of_task[task])] += 1
+    return dict(missing)

@@ -1,0 +1,293 @@
+"""Planning: from a spec to candidates, tasks and shards, as pure functions.
+
+Called by the CLI, every shard pod, the reducer and the operator. Given the same
+spec (and, for the split count, the same data) every process computes the same
+plan, so a pod needs nothing but the manifest and its completion index.
+
+Vocabulary follows scikit-learn: a *candidate* is one parameter setting, a
+*split* one train/test fold, a *task* one (candidate, split) fit. Task ids are
+``candidate * n_splits + split``, the order of GridSearchCV's own loop. A
+*shard* is one Job completion index: a contiguous run of tasks in *shard
+order*, which groups the tasks sharing a split and a pipeline prefix so that a
+shard can fit the prefix once and reuse it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.stats
+from sklearn.model_selection import ParameterGrid, ParameterSampler
+
+from kubegrid import spec as specs
+from kubegrid.errors import SpecError
+
+# Each auto-sized pod should get several shards over a search's life, so that
+# a slow shard does not hold up the tail; 4 per parallel slot was enough in
+# the benchmarks to keep both cores busy to the end.
+SHARDS_PER_SLOT = 4
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Which task runs in which shard.
+
+    ``order`` lists task ids in shard order; shard ``i`` runs
+    ``order[bounds[i]:bounds[i + 1]]``.
+    """
+
+    candidates: list[dict[str, Any]]
+    n_splits: int
+    n_shards: int
+    order: np.ndarray
+    bounds: np.ndarray
+
+    @property
+    def n_candidates(self) -> int:
+        return len(self.candidates)
+
+    @property
+    def n_tasks(self) -> int:
+        return self.n_candidates * self.n_splits
+
+    def task_ids(self, shard: int) -> np.ndarray:
+        """The task ids shard ``shard`` runs, in the order it runs them."""
+        if not 0 <= shard < self.n_shards:
+            raise SpecError(
+                "--index", f"shard {shard} is out of range: the plan has "
+                f"{self.n_shards} shards (0 to {self.n_shards - 1})"
+            )
+        return self.order[self.bounds[shard] : self.bounds[shard + 1]]
+
+    def tasks(self, shard: int) -> Iterator[tuple[int, int]]:
+        """(candidate, split) pairs of one shard."""
+        for task in self.task_ids(shard).tolist():
+            yield divmod(task, self.n_splits)
+
+    def shard_of_tasks(self) -> np.ndarray:
+        """For each task id, the shard that runs it."""
+        owner = np.empty(self.n_tasks, dtype=np.int32)
+        for shard in range(self.n_shards):
+            owner[self.task_ids(shard)] = shard
+        return owner
+
+
+def count_candidates(spec: specs.GridSearchSpec) -> int:
+    """How many candidates the search has, without listing them."""
+    if spec.search.type == "random":
+        grid_size = _grid_size_if_all_lists(spec.param_grid)
+        return spec.search.n_iter if grid_size is None else min(
+            spec.search.n_iter, grid_size
+        )
+    _check_grid_values(spec.param_grid)
+    return len(ParameterGrid(spec.param_grid))
+
+
+def candidates(spec: specs.GridSearchSpec) -> list[dict[str, Any]]:
+    """Candidate params in the order GridSearchCV / RandomizedSearchCV use."""
+    n = count_candidates(spec)
+    if n == 0:
+        raise SpecError("spec.paramGrid", "the grid has no candidates")
+    if n > spec.search.max_candidates:
+        raise SpecError(
+            "spec.paramGrid",
+            f"the grid has {n} candidates, over the limit of "
+            f"{spec.search.max_candidates}; shrink the grid, use search.type: random"
+            " with nIter, or raise search.maxCandidates",
+        )
+    if spec.search.type == "grid":
+        return list(ParameterGrid(spec.param_grid))
+    sampler = ParameterSampler(
+        distributions(spec.param_grid),
+        n_iter=spec.search.n_iter,
+        random_state=spec.search.random_state,
+    )
+    return list(sampler)
+
+
+def distributions(grid: dict[str, Any] | list[dict[str, Any]]) -> Any:
+    """The grid with each ``{distribution: ...}`` mapping made a scipy object."""
+    if isinstance(grid, list):
+        return [
+            _distributions_of(one, f"spec.paramGrid[{i}]") for i, one in enumerate(grid)
+        ]
+    return _distributions_of(grid, "spec.paramGrid")
+
+
+def _distributions_of(grid: dict[str, Any], field: str) -> dict[str, Any]:
+    converted = {}
+    for name, value in grid.items():
+        if isinstance(value, dict):
+            converted[name] = _distribution(value, f"{field}.{name}")
+        elif isinstance(value, list) and value:
+            converted[name] = value
+        else:
+            raise SpecError(
+                f"{field}.{name}",
+                f"expected a non-empty list of values or a {{distribution: ...}} "
+                f"mapping, got {value!r}",
+            )
+    return converted
+
+
+def _distribution(value: dict[str, Any], field: str) -> Any:
+    kwargs = dict(value)
+    name = kwargs.pop("distribution", None)
+    if name not in specs.DISTRIBUTIONS:
+        raise SpecError(
+            f"{field}.distribution",
+            f"unknown distribution {name!r}; use one of "
+            f"{', '.join(specs.DISTRIBUTIONS)} (scipy.stats names)",
+        )
+    allowed = specs.DISTRIBUTIONS[name]
+    for key in kwargs:
+        if key not in allowed:
+            raise SpecError(
+                f"{field}.{key}",
+                f"scipy.stats.{name} takes {', '.join(allowed)}, not {key!r}",
+            )
+    try:
+        return getattr(scipy.stats, name)(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise SpecError(field, f"scipy.stats.{name}({kwargs}) failed: {exc}") from None
+
+
+def _check_grid_values(grid: dict[str, Any] | list[dict[str, Any]]) -> None:
+    """A grid search needs a non-empty list for every parameter."""
+    grids = grid if isinstance(grid, list) else [grid]
+    for i, one in enumerate(grids):
+        field = f"spec.paramGrid[{i}]" if isinstance(grid, list) else "spec.paramGrid"
+        if not one and not isinstance(grid, list):
+            raise SpecError(
+                field,
+                "the grid is empty; give each parameter to search a list of values",
+            )
+        for name, value in one.items():
+            if isinstance(value, dict) and "distribution" in value:
+                raise SpecError(
+                    f"{field}.{name}",
+                    "distributions need search.type: random (with nIter); a grid "
+                    "search takes a list of values",
+                )
+            if not isinstance(value, list) or not value:
+                raise SpecError(
+                    f"{field}.{name}",
+                    f"expected a non-empty list of values, got {value!r}; "
+                    f"write [{value!r}] for a single value",
+                )
+
+
+def _grid_size_if_all_lists(grid: dict[str, Any] | list[dict[str, Any]]) -> int | None:
+    grids = grid if isinstance(grid, list) else [grid]
+    if all(isinstance(v, list) for one in grids for v in one.values()):
+        return sum(math.prod(len(v) for v in one.values()) for one in grids)
+    return None
+
+
+def n_splits_hint(spec: specs.GridSearchSpec) -> int | None:
+    """The split count known from the spec alone; None when the data decides."""
+    cv = spec.cv
+    if isinstance(cv, int):
+        return cv
+    if cv.splitter == "LeaveOneGroupOut":
+        return None
+    n_splits = cv.n_splits or (4 if cv.splitter == "TimeSeriesSplit" else 5)
+    if cv.splitter.startswith("Shuffle") or "ShuffleSplit" in cv.splitter:
+        n_splits = cv.n_splits or 10
+    if cv.splitter.startswith("Repeated"):
+        n_splits *= cv.n_repeats or 10
+    return n_splits
+
+
+def shard_count(spec: specs.GridSearchSpec, n_tasks: int | None) -> int:
+    """How many shards to cut ``n_tasks`` into (None: unknown until data)."""
+    sharding = spec.sharding
+    if sharding.shards is not None:
+        wanted = sharding.shards
+    elif sharding.tasks_per_shard is not None and n_tasks is not None:
+        wanted = math.ceil(n_tasks / sharding.tasks_per_shard)
+    else:
+        wanted = spec.parallelism * SHARDS_PER_SLOT
+    return max(1, min(wanted, n_tasks)) if n_tasks else max(1, wanted)
+
+
+def make_plan(
+    spec: specs.GridSearchSpec,
+    n_splits: int,
+    n_shards: int | None = None,
+    candidate_params: list[dict[str, Any]] | None = None,
+) -> Plan:
+    """The whole plan; ``n_shards`` defaults to :func:`shard_count`."""
+    params = candidates(spec) if candidate_params is None else candidate_params
+    n_tasks = len(params) * n_splits
+    shards = shard_count(spec, n_tasks) if n_shards is None else n_shards
+    order = _shard_order(params, n_splits, _final_step(spec))
+    bounds = np.linspace(0, n_tasks, shards + 1).round().astype(np.int64)
+    return Plan(params, n_splits, shards, order, bounds)
+
+
+def _final_step(spec: specs.GridSearchSpec) -> str | None:
+    pipeline = spec.estimator.pipeline
+    return pipeline[-1].name if pipeline else None
+
+
+def prefix_key(params: dict[str, Any], final_step: str | None) -> str:
+    """The params that change a pipeline's prefix, as a comparable key.
+
+    Candidates with equal keys share every step before the final one, so the
+    prefix fitted on a split serves them all. Without a pipeline there is no
+    prefix and every candidate shares the empty key.
+    """
+    if final_step is None:
+        return ""
+    marker = final_step + "__"
+    prefix = {k: v for k, v in params.items() if not k.startswith(marker) and k != final_step}
+    return json.dumps(prefix, sort_keys=True, default=repr)
+
+
+def _shard_order(
+    params: list[dict[str, Any]], n_splits: int, final_step: str | None
+) -> np.ndarray:
+    # Group by prefix, then split, then candidate: contiguous cuts of this
+    # order keep a shard on few (prefix, split) pairs, each fitted once.
+    keys = [prefix_key(p, final_step) for p in params]
+    _, group = np.unique(np.array(keys, dtype=object), return_inverse=True)
+    candidate = np.repeat(np.arange(len(params)), n_splits)
+    split = np.tile(np.arange(n_splits), len(params))
+    order = np.lexsort((candidate, split, group[candidate]))
+    return (candidate[order] * n_splits + split[order]).astype(np.int64)
+
+
+def fingerprint(spec: specs.GridSearchSpec, data_checksum: str, versions: dict[str, str]) -> str:
+    """Identity of a search's results: what changes a number changes this.
+
+    Resources, sharding and scheduling are left out: they never change a score,
+    so a search resumed with more pods keeps its finished work.
+    """
+    searched = spec.model_dump(
+        mode="json",
+        by_alias=True,
+        include={
+            "dataset",
+            "estimator",
+            "param_grid",
+            "search",
+            "cv",
+            "scoring",
+            "return_train_score",
+            "error_score",
+        },
+    )
+    searched["dataset"].pop("uri", None)
+    payload = json.dumps(
+        {"spec": searched, "data": data_checksum, "versions": versions},
+        sort_keys=True,
+        default=repr,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]

@@ -1,0 +1,203 @@
+"""Reducing: merge every shard's partial results into the search's artifacts.
+
+Called by ``kubegrid reduce`` (the reducer Job) and at the end of ``kubegrid
+run``. The merge hands the per-task results, in GridSearchCV's own order, to
+scikit-learn's own result formatter, so ``cv_results`` has exactly the keys,
+values, NaNs and ranks that ``GridSearchCV.cv_results_`` would have.
+
+Artifacts, under the output location::
+
+    cv_results.parquet, cv_results.csv   one row per candidate
+    best_estimator.joblib                 refit on all the data (when refit asks)
+    summary.json                          written last: its presence means done
+
+Re-running the reducer rewrites the same artifacts from the same partials.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import time
+from collections import Counter
+from typing import Any
+
+import joblib
+import numpy as np
+from sklearn.base import clone
+from sklearn.model_selection._validation import _warn_or_raise_about_fit_failures
+
+from kubegrid import partials, results
+from kubegrid.context import SearchContext
+from kubegrid.errors import FitError, ResultsError
+
+logger = logging.getLogger(__name__)
+
+
+def collect(ctx: SearchContext) -> tuple[list[dict[str, Any]], list[partials.Record]]:
+    """Every task's result in GridSearchCV's order (candidate-major).
+
+    Raises ResultsError naming the shards whose results are missing or corrupt.
+    """
+    plan = ctx.plan
+    records, problems = partials.read_records(ctx.output(), ctx.fingerprint)
+    missing = partials.missing_by_shard(records, plan.shard_of_tasks(), plan.n_tasks)
+    if missing:
+        shards = ", ".join(f"{s} ({n} tasks)" for s, n in sorted(missing.items()))
+        detail = f"; {'; '.join(problems)}" if problems else ""
+        raise ResultsError(
+            f"results are missing for shards {shards} of {plan.n_shards} "
+            f"under {ctx.spec.output.uri}/partials/{ctx.fingerprint}; run those "
+            f"shards again{detail}"
+        )
+    ordered = [records[task] for task in range(plan.n_tasks)]
+    out = [_as_fit_and_score_output(r) for r in ordered]
+    return out, ordered
+
+
+def cv_results(ctx: SearchContext, out: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``cv_results_`` dict GridSearchCV would build from these fits."""
+    search = ctx.search_cv()
+    try:
+        _warn_or_raise_about_fit_failures(out, ctx.spec.error_score_value)
+    except ValueError as exc:
+        raise FitError(_all_fits_failed(out, str(exc))) from None
+    return search._format_results(ctx.plan.candidates, ctx.plan.n_splits, out)  # type: ignore[no-any-return]
+
+
+def best_index(ctx: SearchContext, table: dict[str, Any]) -> int | None:
+    """GridSearchCV's ``best_index_``; None when refit is false with several metrics."""
+    spec = ctx.spec
+    if not spec.refit and spec.multimetric:
+        return None
+    metric = spec.refit_metric or "score"
+    refit = spec.refit if spec.multimetric else True
+    return int(ctx.search_cv()._select_best_index(refit, metric, table))
+
+
+def reduce(ctx: SearchContext) -> dict[str, Any]:
+    """Merge partials, refit the best candidate, write every artifact.
+
+    Returns the summary that was written.
+    """
+    started = time.perf_counter()
+    store = ctx.output()
+    out, records = collect(ctx)
+    table = cv_results(ctx, out)
+    table.update(_extra_columns(ctx, records))
+    best = best_index(ctx, table)
+
+    # Artifacts first, the summary last: a reader who finds summary.json
+    # finds everything it points to.
+    results.write_cv_results(store, table)
+    refit_seconds = None
+    if best is not None and ctx.spec.refit:
+        refit_seconds = _refit(ctx, table["params"][best])
+    summary = _summary(ctx, table, best, records, refit_seconds, started)
+    store.write(results.SUMMARY, json.dumps(summary, indent=2, default=_json_default).encode())
+    logger.info(
+        "reduced %d tasks: best %s = %s", ctx.plan.n_tasks, summary.get("bestParams"),
+        summary.get("bestScore"),
+    )
+    return summary
+
+
+def _refit(ctx: SearchContext, params: dict[str, Any]) -> float:
+    # Exactly GridSearchCV's refit: a fresh clone with the best params,
+    # fitted on all the data.
+    started = time.perf_counter()
+    model = clone(ctx.estimator).set_params(**clone(params, safe=False))
+    model.fit(ctx.data.X, ctx.data.y)
+    seconds = time.perf_counter() - started
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer)
+    ctx.output().write(results.BEST_ESTIMATOR, buffer.getvalue())
+    return seconds
+
+
+def _as_fit_and_score_output(record: partials.Record) -> dict[str, Any]:
+    out = {
+        "test_scores": record["test_scores"],
+        "n_test_samples": record["n_test_samples"],
+        "fit_time": record["fit_time"],
+        "score_time": record["score_time"],
+        "fit_error": record["fit_error"],
+    }
+    if record.get("train_scores") is not None:
+        out["train_scores"] = record["train_scores"]
+    return out
+
+
+def _extra_columns(ctx: SearchContext, records: list[partials.Record]) -> dict[str, Any]:
+    """kubegrid's own per-candidate columns, beside scikit-learn's."""
+    n_c, n_s = ctx.plan.n_candidates, ctx.plan.n_splits
+    memory = np.array([r["peak_memory_mb"] for r in records], dtype=float).reshape(n_c, n_s)
+    failed = np.array([bool(r["fit_error"]) for r in records]).reshape(n_c, n_s)
+    return {
+        "max_peak_memory_mb": memory.max(axis=1),
+        "n_failed_fits": failed.sum(axis=1).astype(np.int32),
+    }
+
+
+def _summary(
+    ctx: SearchContext,
+    table: dict[str, Any],
+    best: int | None,
+    records: list[partials.Record],
+    refit_seconds: float | None,
+    started: float,
+) -> dict[str, Any]:
+    spec = ctx.spec
+    errors = [r["fit_error"] for r in records if r["fit_error"]]
+    summary: dict[str, Any] = {
+        "name": ctx.manifest.metadata.name,
+        "fingerprint": ctx.fingerprint,
+        "nCandidates": ctx.plan.n_candidates,
+        "nSplits": ctx.plan.n_splits,
+        "nTasks": ctx.plan.n_tasks,
+        "nShards": ctx.plan.n_shards,
+        "nFailedFits": len(errors),
+        "fitErrors": _error_summary(errors),
+        "refitMetric": spec.refit_metric,
+        "metrics": spec.metric_names,
+        "datasetChecksum": ctx.data.checksum,
+        "nSamples": ctx.data.n_samples,
+        "versions": ctx.versions,
+        "warnings": ctx.warnings,
+        "fitSeconds": round(sum(r["fit_time"] + r["score_time"] for r in records), 3),
+        "reduceSeconds": round(time.perf_counter() - started, 3),
+        "artifacts": results.artifact_uris(spec.output.uri, best is not None and bool(spec.refit)),
+    }
+    if best is not None:
+        metric = spec.refit_metric or "score"
+        summary["bestIndex"] = best
+        summary["bestParams"] = table["params"][best]
+        summary["bestScore"] = _finite_or_none(table[f"mean_test_{metric}"][best])
+        if refit_seconds is not None:
+            summary["refitSeconds"] = round(refit_seconds, 3)
+    return summary
+
+
+def _error_summary(errors: list[str]) -> list[dict[str, Any]]:
+    """The distinct fit errors, by their last line, most frequent first."""
+    last_lines = Counter(e.strip().splitlines()[-1] for e in errors)
+    return [{"error": line, "count": n} for line, n in last_lines.most_common(5)]
+
+
+def _all_fits_failed(out: list[dict[str, Any]], message: str) -> str:
+    errors = _error_summary([o["fit_error"] for o in out if o["fit_error"]])
+    first = errors[0]["error"] if errors else message
+    return f"all {len(out)} fits failed; the most common error: {first}"
+
+
+def _finite_or_none(value: Any) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    return repr(value)

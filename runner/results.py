@@ -1,0 +1,96 @@
+"""The results artifacts: their names, how cv_results is written and read back.
+
+Called by the reducer (write) and by ``kubegrid results``, the report and the
+tests (read). ``cv_results.parquet`` keeps every value exactly: scores and
+times as float64, ranks as int32, and parameter values as JSON text so that
+an int stays an int and a YAML ``null`` stays ``None``; a parameter a
+candidate does not have (list-of-grids searches) is a null cell, which
+:func:`read_cv_results` turns back into a masked entry, as in scikit-learn.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from kubegrid.storage import Store
+
+CV_RESULTS_PARQUET = "cv_results.parquet"
+CV_RESULTS_CSV = "cv_results.csv"
+SUMMARY = "summary.json"
+BEST_ESTIMATOR = "best_estimator.joblib"
+REPORT = "report.html"
+
+
+def artifact_uris(output: str, with_model: bool) -> dict[str, str]:
+    base = output.rstrip("/")
+    uris = {
+        "cvResults": f"{base}/{CV_RESULTS_PARQUET}",
+        "cvResultsCsv": f"{base}/{CV_RESULTS_CSV}",
+        "summary": f"{base}/{SUMMARY}",
+    }
+    if with_model:
+        uris["bestEstimator"] = f"{base}/{BEST_ESTIMATOR}"
+    return uris
+
+
+def to_frame(table: dict[str, Any]) -> pd.DataFrame:
+    """cv_results as a table, parameter columns as JSON text."""
+    columns: dict[str, Any] = {}
+    for key, value in table.items():
+        if key == "params":
+            columns[key] = [json.dumps(p, default=_json_value) for p in value]
+        elif key.startswith("param_"):
+            mask = np.ma.getmaskarray(value)
+            columns[key] = pd.array(
+                [
+                    None if masked else json.dumps(v, default=_json_value)
+                    for v, masked in zip(np.ma.getdata(value), mask, strict=True)
+                ],
+                dtype="string",
+            )
+        else:
+            columns[key] = np.asarray(value)
+    return pd.DataFrame(columns)
+
+
+def write_cv_results(store: Store, table: dict[str, Any]) -> None:
+    frame = to_frame(table)
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    store.write(CV_RESULTS_PARQUET, buffer.getvalue())
+    store.write(CV_RESULTS_CSV, frame.to_csv(index=False).encode())
+
+
+def read_cv_results(store: Store) -> dict[str, Any]:
+    """cv_results as scikit-learn shapes it: arrays, masked params, params list."""
+    frame = pd.read_parquet(io.BytesIO(store.read(CV_RESULTS_PARQUET)))
+    table: dict[str, Any] = {}
+    for key in frame.columns:
+        column = frame[key]
+        if key == "params":
+            table[key] = [json.loads(text) for text in column]
+        elif key.startswith("param_"):
+            present = column.notna().to_numpy()
+            values = np.empty(len(column), dtype=object)
+            for i, text in enumerate(column):
+                values[i] = json.loads(text) if present[i] else None
+            table[key] = np.ma.MaskedArray(values, mask=~present)
+        else:
+            table[key] = column.to_numpy()
+    return table
+
+
+def read_summary(store: Store) -> dict[str, Any]:
+    summary: dict[str, Any] = json.loads(store.read(SUMMARY))
+    return summary
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    return repr(value)

@@ -1,0 +1,571 @@
+"""The GridSearch manifest: its typed model, parsing and field-level validation.
+
+Called by the CLI, the shard runner, the reducer and the operator. Everything
+here is checkable without importing any user-named module: the operator
+relies on that. Checks that need the estimator class or the data live in
+:mod:`kubegrid.validation`.
+
+Field names are camelCase in the manifest and snake_case in Python; a pydantic
+error location is translated back to the manifest's dotted path
+(``spec.cv.nSplits``) so that messages name what the user wrote.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from kubegrid.errors import SpecError
+
+API_VERSION = "kubegrid.io/v1alpha1"
+KIND = "GridSearch"
+
+SPLITTERS = (
+    "KFold",
+    "StratifiedKFold",
+    "GroupKFold",
+    "StratifiedGroupKFold",
+    "ShuffleSplit",
+    "StratifiedShuffleSplit",
+    "RepeatedKFold",
+    "RepeatedStratifiedKFold",
+    "TimeSeriesSplit",
+    "LeaveOneGroupOut",
+)
+GROUP_SPLITTERS = ("GroupKFold", "StratifiedGroupKFold", "LeaveOneGroupOut")
+
+# scipy.stats distributions a random search may sample from, with the keyword
+# arguments each accepts (scipy's own names, so its documentation applies).
+DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
+    "loguniform": ("a", "b"),
+    "uniform": ("loc", "scale"),
+    "randint": ("low", "high"),
+    "norm": ("loc", "scale"),
+    "expon": ("loc", "scale"),
+    "lognorm": ("s", "loc", "scale"),
+    "beta": ("a", "b", "loc", "scale"),
+    "gamma": ("a", "loc", "scale"),
+    "poisson": ("mu", "loc"),
+    "geom": ("p", "loc"),
+}
+
+_DOTTED_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+class _Model(BaseModel):
+    """Shared settings: camelCase aliases, unknown fields rejected, immutable."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+
+class SecretRef(_Model):
+    """A Secret holding S3 credentials; only its name and keys travel."""
+
+    name: str
+    access_key_id_key: str = "AWS_ACCESS_KEY_ID"
+    secret_access_key_key: str = "AWS_SECRET_ACCESS_KEY"
+    session_token_key: str | None = None
+
+
+class Storage(_Model):
+    """How to reach S3-compatible object storage for the dataset and output."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    secret_ref: SecretRef | None = None
+
+
+class Holdout(_Model):
+    """A test set kept out of the search: another dataset, or a seeded fraction."""
+
+    uri: str | None = None
+    fraction: Annotated[float, Field(gt=0, lt=1)] | None = None
+    stratify: bool = True
+    random_state: int | None = 0
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Holdout:
+        if (self.uri is None) == (self.fraction is None):
+            raise ValueError("give exactly one of 'uri' or 'fraction'")
+        return self
+
+
+class Dataset(_Model):
+    """Where the data lives and which columns play which role."""
+
+    uri: Annotated[str, Field(min_length=1)]
+    format: Literal["csv", "parquet"] | None = None
+    target: Annotated[str, Field(min_length=1)]
+    features: list[str] | None = None
+    groups: str | None = None
+    holdout: Holdout | None = None
+
+    @property
+    def resolved_format(self) -> str:
+        """The explicit format, else the one the URI's suffix implies."""
+        if self.format:
+            return self.format
+        suffix = self.uri.rsplit("?", 1)[0].lower()
+        if suffix.endswith((".parquet", ".pq")):
+            return "parquet"
+        return "csv"
+
+    @model_validator(mode="after")
+    def _roles_do_not_overlap(self) -> Dataset:
+        features = self.features or []
+        if self.target in features:
+            raise ValueError(f"target column {self.target!r} is also in 'features'")
+        if self.groups and self.groups in features:
+            raise ValueError(
+                f"groups column {self.groups!r} is also in 'features': groups only "
+                "decide the splits and are never a feature"
+            )
+        return self
+
+
+class Step(_Model):
+    """One named step of a pipeline."""
+
+    name: Annotated[str, Field(min_length=1)]
+    class_: Annotated[str, Field(alias="class")]
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("class_")
+    @classmethod
+    def _dotted(cls, value: str) -> str:
+        return _check_dotted_path(value)
+
+    @field_validator("name")
+    @classmethod
+    def _no_dunder(cls, value: str) -> str:
+        if "__" in value:
+            raise ValueError(
+                f"step name {value!r} contains '__', which scikit-learn reserves "
+                "to address a step's parameters; rename the step"
+            )
+        return value
+
+
+class Estimator(_Model):
+    """A single estimator class with fixed params, or a pipeline of steps."""
+
+    class_: Annotated[str | None, Field(alias="class")] = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    pipeline: list[Step] | None = None
+
+    @field_validator("class_")
+    @classmethod
+    def _dotted(cls, value: str | None) -> str | None:
+        return None if value is None else _check_dotted_path(value)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Estimator:
+        if (self.class_ is None) == (self.pipeline is None):
+            raise ValueError("give exactly one of 'class' or 'pipeline'")
+        if self.pipeline is not None:
+            if not self.pipeline:
+                raise ValueError("'pipeline' needs at least one step")
+            if self.params:
+                raise ValueError("'params' goes on each pipeline step, not here")
+            names = [step.name for step in self.pipeline]
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            if duplicates:
+                raise ValueError(f"pipeline step names repeat: {duplicates}")
+        return self
+
+    def class_paths(self) -> list[str]:
+        """Every class this estimator names, in step order."""
+        if self.pipeline is not None:
+            return [step.class_ for step in self.pipeline]
+        assert self.class_ is not None
+        return [self.class_]
+
+
+class Search(_Model):
+    """Grid or random search, and the guard against runaway grids."""
+
+    type: Literal["grid", "random"] = "grid"
+    n_iter: Annotated[int, Field(ge=1)] = 10
+    random_state: int | None = None
+    max_candidates: Annotated[int, Field(ge=1)] = 100_000
+
+
+class CV(_Model):
+    """A scikit-learn splitter by name, with its arguments in camelCase."""
+
+    splitter: Literal[SPLITTERS]  # type: ignore[valid-type]
+    n_splits: Annotated[int, Field(ge=2)] | None = None
+    n_repeats: Annotated[int, Field(ge=1)] | None = None
+    shuffle: bool | None = None
+    random_state: int | None = None
+    test_size: Annotated[float, Field(gt=0)] | None = None
+    train_size: Annotated[float, Field(gt=0)] | None = None
+    max_train_size: Annotated[int, Field(ge=1)] | None = None
+    gap: Annotated[int, Field(ge=0)] | None = None
+
+
+class Output(_Model):
+    """Where results go: ``s3://bucket/prefix`` or a local directory."""
+
+    uri: Annotated[str, Field(min_length=1)]
+
+
+class Sharding(_Model):
+    """How tasks are cut into shards (Job completion indexes)."""
+
+    shards: Annotated[int, Field(ge=1)] | None = None
+    tasks_per_shard: Annotated[int, Field(ge=1)] | None = None
+
+    @model_validator(mode="after")
+    def _at_most_one(self) -> Sharding:
+        if self.shards is not None and self.tasks_per_shard is not None:
+            raise ValueError("give 'shards' or 'tasksPerShard', not both")
+        return self
+
+
+class Resources(_Model):
+    """Kubernetes requests and limits for each shard pod."""
+
+    requests: dict[str, str | int | float] = Field(default_factory=dict)
+    limits: dict[str, str | int | float] = Field(default_factory=dict)
+
+    @field_validator("requests", "limits")
+    @classmethod
+    def _quantities(
+        cls, value: dict[str, str | int | float]
+    ) -> dict[str, str | int | float]:
+        for name, quantity in value.items():
+            _check_quantity(name, quantity)
+        return value
+
+
+class Pod(_Model):
+    """Scheduling settings passed through to every pod the search creates."""
+
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    affinity: dict[str, Any] = Field(default_factory=dict)
+    priority_class_name: str | None = None
+    service_account_name: str | None = None
+    image_pull_secrets: list[str] = Field(default_factory=list)
+
+
+class Job(_Model):
+    """Retry and lifetime settings of the Jobs."""
+
+    backoff_limit_per_index: Annotated[int, Field(ge=0)] = 2
+    max_failed_indexes: Annotated[int, Field(ge=0)] = 0
+    timeout_seconds: Annotated[int, Field(ge=1)] | None = None
+    ttl_seconds_after_finished: Annotated[int, Field(ge=0)] = 86_400
+
+
+ErrorScore = Literal["nan", "raise"] | float
+
+
+class GridSearchSpec(_Model):
+    """The ``spec`` of a GridSearch: what to search, on what data, how."""
+
+    dataset: Dataset
+    estimator: Estimator
+    param_grid: dict[str, Any] | list[dict[str, Any]]
+    search: Search = Field(default_factory=Search)
+    cv: Annotated[int, Field(ge=2)] | CV = 5
+    scoring: str | list[str] | dict[str, str] | None = None
+    refit: bool | str = True
+    return_train_score: bool = False
+    error_score: ErrorScore = "nan"
+    output: Output
+    storage: Storage = Field(default_factory=Storage)
+    parallelism: Annotated[int, Field(ge=1)] = 4
+    sharding: Sharding = Field(default_factory=Sharding)
+    resources: Resources = Field(default_factory=Resources)
+    image: str | None = None
+    pod: Pod = Field(default_factory=Pod)
+    job: Job = Field(default_factory=Job)
+    queue_name: str | None = None
+    suspend: bool = False
+
+    @field_validator("param_grid")
+    @classmethod
+    def _grid_shape(
+        cls, value: dict[str, Any] | list[dict[str, Any]]
+    ) -> dict[str, Any] | list[dict[str, Any]]:
+        grids = value if isinstance(value, list) else [value]
+        if not grids:
+            raise ValueError("the grid is empty: give at least one mapping")
+        for grid in grids:
+            for name in grid:
+                if not isinstance(name, str) or not name:
+                    raise ValueError(f"parameter name {name!r} must be a string")
+        return value
+
+    @field_validator("scoring")
+    @classmethod
+    def _scoring_shape(
+        cls, value: str | list[str] | dict[str, str] | None
+    ) -> str | list[str] | dict[str, str] | None:
+        if isinstance(value, list | dict) and not value:
+            raise ValueError("give at least one scorer, or leave 'scoring' out")
+        if isinstance(value, list) and len(set(value)) != len(value):
+            raise ValueError("scorer names repeat in the list")
+        return value
+
+    @field_validator("error_score", mode="before")
+    @classmethod
+    def _error_score(cls, value: Any) -> Any:
+        # YAML's .nan arrives as a float; keep "nan" as the one spelling.
+        if isinstance(value, float) and math.isnan(value):
+            return "nan"
+        if isinstance(value, bool):
+            raise ValueError("use 'nan', 'raise' or a number")
+        return value
+
+    @property
+    def error_score_value(self) -> float | str:
+        """errorScore as scikit-learn's ``error_score`` takes it."""
+        return math.nan if self.error_score == "nan" else self.error_score
+
+    @property
+    def metric_names(self) -> list[str]:
+        """The metric keys cv_results uses (``score`` for a single metric)."""
+        if isinstance(self.scoring, list):
+            return list(self.scoring)
+        if isinstance(self.scoring, dict):
+            return list(self.scoring)
+        return ["score"]
+
+    @property
+    def multimetric(self) -> bool:
+        return isinstance(self.scoring, list | dict)
+
+    @property
+    def refit_metric(self) -> str | None:
+        """The metric that picks the best candidate, or None when none does."""
+        if not self.multimetric:
+            return "score"
+        return self.refit if isinstance(self.refit, str) else None
+
+
+class Metadata(BaseModel):
+    """Kubernetes object metadata; only the name is required."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: Annotated[str, Field(min_length=1, max_length=63)]
+    namespace: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _dns_label(cls, value: str) -> str:
+        # Child objects are named after the search, so it must be a DNS label.
+        if not _DNS_LABEL.match(value):
+            raise ValueError(
+                f"{value!r} is not a valid name: use lowercase letters, digits "
+                "and '-', starting and ending with a letter or digit"
+            )
+        return value
+
+
+class GridSearch(BaseModel):
+    """A whole GridSearch manifest."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+    api_version: Literal["kubegrid.io/v1alpha1"]
+    kind: Literal["GridSearch"]
+    metadata: Metadata
+    spec: GridSearchSpec
+    status: dict[str, Any] | None = None
+
+
+def parse(document: dict[str, Any]) -> GridSearch:
+    """Validate a manifest already read into a dict.
+
+    Raises SpecError naming the first bad field, with every problem listed.
+    """
+    if not isinstance(document, dict):
+        raise SpecError("(manifest)", "expected a YAML mapping with apiVersion/kind")
+    try:
+        search = GridSearch.model_validate(document)
+    except ValidationError as exc:
+        raise _spec_error(exc) from None
+    _check_refit(search.spec)
+    _check_groups(search.spec)
+    return search
+
+
+def load(path: str | Path) -> GridSearch:
+    """Read and validate a manifest file (the first GridSearch document in it)."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise SpecError("(manifest)", f"cannot read {str(path)!r}: {exc}") from None
+    try:
+        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        raise SpecError("(manifest)", f"{path} is not valid YAML: {exc}") from None
+    for document in documents:
+        if isinstance(document, dict) and document.get("kind") == KIND:
+            return parse(document)
+    if documents:
+        return parse(documents[0])
+    raise SpecError("(manifest)", f"{path} holds no GridSearch document")
+
+
+def dump(search: GridSearch) -> dict[str, Any]:
+    """The manifest as a plain dict with camelCase keys, defaults left out."""
+    return search.model_dump(by_alias=True, exclude_none=True, exclude_unset=True)
+
+
+def _spec_error(exc: ValidationError) -> SpecError:
+    """Turn pydantic's report into one SpecError naming manifest fields."""
+    errors = [(_field_path(e["loc"]), e) for e in exc.errors()]
+
+    # A union (cv: int or mapping) reports a type mismatch for every member it
+    # tried; when a deeper error explains the value, the mismatch is noise.
+    deeper = {field for field, _ in errors}
+    errors = [
+        (field, e)
+        for field, e in errors
+        if not (
+            str(e["type"]).endswith("_type")
+            and any(d.startswith(field + ".") for d in deeper)
+        )
+    ]
+    lines = []
+    first_field = None
+    for field, error in errors:
+        first_field = first_field or field
+        lines.append(f"{field}: {_explain(error)}")
+    message = lines[0].split(": ", 1)[1] if len(lines) == 1 else "; ".join(lines)
+    return SpecError(first_field or "(manifest)", message)
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    """('spec', 'cv', 'CV', 'nSplits') → 'spec.cv.nSplits'."""
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif item in _UNION_TAGS or item.startswith(("function-", "constrained-")):
+            # pydantic names the union member it tried; users never wrote it.
+            continue
+        else:
+            parts.append(("." if parts else "") + item)
+    return "".join(parts) or "(manifest)"
+
+
+_UNION_TAGS = {
+    "CV",
+    "int",
+    "str",
+    "float",
+    "bool",
+    "list[str]",
+    "dict[str,str]",
+    "dict[str,any]",
+    "list[dict[str,any]]",
+    "literal['nan','raise']",
+    "literal['grid','random']",
+}
+
+
+def _explain(error: Any) -> str:
+    """A short reason in the user's terms, with the value that was given."""
+    kind = error["type"]
+    given = error.get("input")
+    if kind == "extra_forbidden":
+        name = str(error["loc"][-1])
+        close = difflib.get_close_matches(name, _known_field_names(), n=1)
+        hint = f"did you mean {close[0]!r}?" if close else "remove it"
+        return f"unknown field {name!r}; {hint}"
+    if kind == "missing":
+        return "required field is missing"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if kind in ("value_error", "assertion_error"):
+        return message
+    return f"{message} (got {given!r})"
+
+
+def _known_field_names() -> list[str]:
+    """Every camelCase field name the manifest knows, for spelling hints."""
+    names: set[str] = set()
+    for model in (GridSearch, *_Model.__subclasses__()):
+        for name, info in model.model_fields.items():
+            names.add(info.alias or name)
+    return sorted(names)
+
+
+def _check_dotted_path(value: str) -> str:
+    if not _DOTTED_PATH.match(value):
+        raise ValueError(
+            f"{value!r} is not an import path; write module and class, "
+            "for example 'sklearn.svm.SVC'"
+        )
+    return value
+
+
+def _check_quantity(name: str, quantity: str | int | float) -> None:
+    from kubernetes.utils.quantity import parse_quantity
+
+    try:
+        amount = parse_quantity(quantity)
+    except (ValueError, TypeError):
+        raise ValueError(
+            f"{name}: {quantity!r} is not a Kubernetes quantity "
+            "(examples: '500m' or '2' CPUs, '512Mi' or '4Gi' of memory)"
+        ) from None
+    if amount <= 0:
+        raise ValueError(f"{name}: {quantity!r} must be greater than zero")
+
+
+def _check_refit(spec: GridSearchSpec) -> None:
+    names = spec.metric_names
+    if isinstance(spec.refit, str) and spec.refit not in names:
+        if not spec.multimetric:
+            raise SpecError(
+                "spec.refit",
+                f"{spec.refit!r} names a metric, but 'scoring' is a single metric; "
+                "use refit: true",
+            )
+        raise SpecError(
+            "spec.refit", f"{spec.refit!r} is not one of the scorers {names}"
+        )
+    if spec.multimetric and spec.refit is True:
+        raise SpecError(
+            "spec.refit",
+            f"with a list or mapping of scorers, name the one that picks the best "
+            f"candidate, one of {names}, or set refit: false",
+        )
+
+
+def _check_groups(spec: GridSearchSpec) -> None:
+    splitter = spec.cv.splitter if isinstance(spec.cv, CV) else None
+    if splitter in GROUP_SPLITTERS and not spec.dataset.groups:
+        raise SpecError(
+            "spec.dataset.groups",
+            f"cv.splitter {splitter} splits by group: set dataset.groups to the "
+            "column holding each row's group",
+        )

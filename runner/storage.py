@@ -1,0 +1,254 @@
+"""Object storage: local directories and S3-compatible buckets behind one API.
+
+Called by data loading, the shard runner and the reducer. URIs are
+``s3://bucket/key``, ``file:///abs/path`` or a plain path.
+
+Every write is atomic: a reader sees the whole object or none of it. On S3 a
+single PUT is atomic already; on a file system we write a temporary file
+beside the target and rename it.
+
+Failures are sorted for the operator's retry policy: a missing bucket or a
+refused credential is a :class:`StorageAccessError` (a user error: retrying
+cannot fix it), anything else that survives boto3's own retries is an
+:class:`~kubegrid.errors.InfraError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlparse
+
+from kubegrid.errors import InfraError, UserError
+
+logger = logging.getLogger(__name__)
+
+# Error codes that mean "this will never work as configured".
+_PERMANENT_CODES = {
+    "NoSuchBucket",
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AllAccessDisabled",
+    "InvalidBucketName",
+    "403",
+}
+
+
+class StorageAccessError(UserError):
+    """The URI cannot be reached as configured (no bucket, no permission)."""
+
+
+class NotFound(Exception):
+    """The object does not exist (callers decide whether that is an error)."""
+
+
+class Store(Protocol):
+    """A place objects are read from and written to, addressed by relative key."""
+
+    uri: str
+
+    def read(self, key: str) -> bytes: ...
+    def write(self, key: str, data: bytes) -> None: ...
+    def exists(self, key: str) -> bool: ...
+    def list(self, prefix: str) -> list[str]: ...
+    def delete(self, key: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Location:
+    """Connection settings for S3, taken from the spec's ``storage`` block."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+
+
+def is_s3(uri: str) -> bool:
+    return uri.startswith("s3://")
+
+
+def open_store(uri: str, location: Location | None = None) -> Store:
+    """The store rooted at ``uri``: keys are relative to it."""
+    if is_s3(uri):
+        return S3Store(uri, location or Location())
+    return LocalStore(uri)
+
+
+def read_uri(uri: str, location: Location | None = None) -> bytes:
+    """Read one whole object by its full URI."""
+    parent, _, name = uri.rstrip("/").rpartition("/")
+    if not is_s3(uri) and "/" not in uri:
+        parent, name = ".", uri
+    store = open_store(parent or "/", location)
+    try:
+        return store.read(name)
+    except NotFound:
+        raise StorageAccessError(f"{uri}: no such object") from None
+
+
+class LocalStore:
+    """A directory on the local file system."""
+
+    def __init__(self, uri: str) -> None:
+        path = urlparse(uri).path if uri.startswith("file://") else uri
+        self.uri = uri
+        self.root = Path(path)
+
+    def read(self, key: str) -> bytes:
+        try:
+            return (self.root / key).read_bytes()
+        except FileNotFoundError:
+            raise NotFound(key) from None
+        except OSError as exc:
+            raise StorageAccessError(f"{self.root / key}: {exc.strerror}") from None
+
+    def write(self, key: str, data: bytes) -> None:
+        target = self.root / key
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, target)
+        except PermissionError as exc:
+            raise StorageAccessError(f"{target}: {exc.strerror}") from None
+
+    def exists(self, key: str) -> bool:
+        return (self.root / key).is_file()
+
+    def list(self, prefix: str) -> list[str]:
+        base = self.root / prefix
+        folder = base if base.is_dir() else base.parent
+        if not folder.is_dir():
+            return []
+        found = []
+        for path in folder.rglob("*"):
+            key = path.relative_to(self.root).as_posix()
+            if path.is_file() and key.startswith(prefix) and not path.name.startswith("."):
+                found.append(key)
+        return sorted(found)
+
+    def delete(self, key: str) -> None:
+        (self.root / key).unlink(missing_ok=True)
+
+
+class S3Store:
+    """A prefix in an S3-compatible bucket, reached through boto3."""
+
+    def __init__(self, uri: str, location: Location) -> None:
+        parsed = urlparse(uri)
+        self.uri = uri
+        self.bucket = parsed.netloc
+        self.prefix = parsed.path.lstrip("/")
+        if self.prefix and not self.prefix.endswith("/"):
+            self.prefix += "/"
+        self.client = _client(location)
+
+    def _key(self, key: str) -> str:
+        return self.prefix + key
+
+    def _where(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._key(key)}"
+
+    def read(self, key: str) -> bytes:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+            return response["Body"].read()  # type: ignore[no-any-return]
+        except Exception as exc:
+            raise _translate(exc, self._where(key)) from None
+
+    def write(self, key: str, data: bytes) -> None:
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+        except Exception as exc:
+            raise _translate(exc, self._where(key)) from None
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            return True
+        except Exception as exc:
+            error = _translate(exc, self._where(key))
+            if isinstance(error, NotFound):
+                return False
+            raise error from None
+
+    def list(self, prefix: str) -> list[str]:
+        keys = []
+        try:
+            paginator = self.client.get_paginator("list_objects_v2")
+            pages = paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix))
+            for page in pages:
+                for item in page.get("Contents", []):
+                    keys.append(item["Key"][len(self.prefix) :])
+        except Exception as exc:
+            raise _translate(exc, self._where(prefix)) from None
+        return sorted(keys)
+
+    def delete(self, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        except Exception as exc:
+            raise _translate(exc, self._where(key)) from None
+
+
+_clients: dict[Location, Any] = {}
+
+
+def _client(location: Location) -> Any:
+    """One boto3 client per location and process, with retries on throttling.
+
+    Credentials and, when the spec gives none, the endpoint come from the
+    standard AWS chain (environment, config files, IAM roles for the pod).
+    """
+    if location not in _clients:
+        import boto3
+        from botocore.config import Config
+
+        config = Config(
+            # "adaptive" backs off on throttling as well as on 5xx and resets;
+            # 10 attempts ride out a minute-long brown-out of the store.
+            retries={"max_attempts": 10, "mode": "adaptive"},
+            connect_timeout=10,
+            read_timeout=120,
+        )
+        _clients[location] = boto3.client(
+            "s3",
+            endpoint_url=location.endpoint_url,
+            region_name=location.region
+            or os.environ.get("AWS_REGION")
+            or os.environ.get("AWS_DEFAULT_REGION")
+            or "us-east-1",
+            config=config,
+        )
+    return _clients[location]
+
+
+def _translate(exc: Exception, where: str) -> Exception:
+    """Sort a boto3 failure into not-found, permanent or transient."""
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code in ("NoSuchKey", "404", "NotFound"):
+            return NotFound(where)
+        if code in _PERMANENT_CODES or status in (400, 401, 403):
+            reason = error.get("Message") or code
+            return StorageAccessError(f"{where}: {code}: {reason}")
+        return InfraError(f"{where}: {code or status}: {error.get('Message', exc)}")
+    if isinstance(exc, NoCredentialsError):
+        return StorageAccessError(
+            f"{where}: no S3 credentials found; set AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY, or reference a Secret in spec.storage.secretRef"
+        )
+    if isinstance(exc, BotoCoreError):
+        return InfraError(f"{where}: {exc}")
+    return exc
