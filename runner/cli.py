@@ -29,22 +29,49 @@ from kubegrid import spec as specs
 logger = logging.getLogger(__name__)
 
 
+# Kubernetes keeps at most this many bytes of a termination message.
+_REPORT_LIMIT = 4096
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose, args.command)
+    report_to = getattr(args, "report_to", None)
     try:
         handler: Callable[[argparse.Namespace], int] = args.handler
         return handler(args)
     except errors.UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        _report(report_to, {"error": str(exc), "kind": "user"})
         return exc.exit_code
     except errors.InfraError as exc:
         print(f"error (transient, worth a retry): {exc}", file=sys.stderr)
+        _report(report_to, {"error": str(exc), "kind": "infra"})
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted; finished tasks are kept for the next run", file=sys.stderr)
         return 130
+
+
+def _report(path: str | None, report: dict[str, Any]) -> None:
+    """Leave a short JSON report where the operator reads it.
+
+    In a pod this is the container's terminationMessagePath: Kubernetes copies
+    it into the pod status, so the operator learns a shard's outcome without
+    any access to object storage.
+    """
+    if not path:
+        return
+    text = json.dumps(report, default=str)
+    if len(text) > _REPORT_LIMIT:
+        text = json.dumps({k: v for k, v in report.items() if k != "bestParams"})
+        text = text[: _REPORT_LIMIT - 1]
+    try:
+        with open(path, "w") as handle:
+            handle.write(text)
+    except OSError as exc:
+        logger.warning("cannot write the report to %s: %s", path, exc)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -74,11 +101,13 @@ def _parser() -> argparse.ArgumentParser:
         help="shard index (default: $JOB_COMPLETION_INDEX)",
     )
     shard.add_argument("--shards", type=int, default=None, help="total shard count")
+    _add_report_option(shard)
     shard.set_defaults(handler=_cmd_run_shard)
 
     reduce = commands.add_parser("reduce", help="merge partial results")
     reduce.add_argument("file")
     reduce.add_argument("--shards", type=int, default=None)
+    _add_report_option(reduce)
     reduce.set_defaults(handler=_cmd_reduce)
 
     validate = commands.add_parser("validate", help="check a manifest")
@@ -94,6 +123,14 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("--endpoint-url", default=None, help="S3 endpoint")
     sample.set_defaults(handler=_cmd_sample_data)
     return parser
+
+
+def _add_report_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--report-to",
+        default=os.environ.get("KUBEGRID_REPORT_PATH"),
+        help="write a short JSON outcome here (a pod's terminationMessagePath)",
+    )
 
 
 def _configure_logging(verbose: int, command: str) -> None:
@@ -146,6 +183,7 @@ def _cmd_run_shard(args: argparse.Namespace) -> int:
     index = _shard_index(args.index)
     ctx = context.prepare(_load(args.file), n_shards=args.shards)
     report = execution.run_shard(ctx, index)
+    _report(args.report_to, report)
     print(json.dumps(report))
     return errors.EXIT_OK
 
@@ -155,14 +193,24 @@ def _cmd_reduce(args: argparse.Namespace) -> int:
 
     ctx = context.prepare(_load(args.file), n_shards=args.shards)
     summary = reducer.reduce(ctx)
+    _report(args.report_to, _brief(summary))
     print(json.dumps(_brief(summary)))
     return errors.EXIT_OK
 
 
 def _brief(summary: dict[str, Any]) -> dict[str, Any]:
-    keys = ("bestParams", "bestScore", "refitMetric", "nCandidates", "nFailedFits")
+    keys = (
+        "bestParams",
+        "bestScore",
+        "refitMetric",
+        "nCandidates",
+        "nTasks",
+        "nFailedFits",
+        "fitSeconds",
+    )
     return {k: summary[k] for k in keys if k in summary} | {
-        "summary": summary["artifacts"]["summary"]
+        "resultsUri": summary["artifacts"]["cvResults"],
+        "summaryUri": summary["artifacts"]["summary"],
     }
 
 

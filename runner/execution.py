@@ -9,7 +9,6 @@ matches what GridSearchCV would produce on the same split.
 from __future__ import annotations
 
 import logging
-import math
 import resource
 import time
 import uuid
@@ -153,13 +152,7 @@ def _report(
         "skipped": n_tasks - n_run,
         "failed": failed,
         "seconds": round(time.perf_counter() - started, 3),
-        "finite": all(
-            math.isfinite(v)
-            for r in done.values()
-            for v in (
-                r["test_scores"].values()
-                if isinstance(r["test_scores"], dict)
-                else [r["test_scores"]]
-            )
+        "fitSeconds": round(
+            sum(r["fit_time"] + r["score_time"] for r in done.values()), 3
         ),
     }

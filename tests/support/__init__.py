@@ -1,0 +1,1 @@
+"""Test helpers for kubegrid: fake cluster, Job controller, S3 and operator process."""
