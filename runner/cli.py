@@ -3,7 +3,7 @@
 Subcommands::
 
     kubegrid run FILE              plan, run every shard locally, reduce
-    kubegrid run-shard FILE        one shard (a Job pod; index from JOB_COMPLETION_INDEX)
+    kubegrid run-shard FILE        one shard (a Job pod: index from the environment)
     kubegrid reduce FILE           merge partial results into the artifacts
     kubegrid validate FILE         check a manifest (add --data to load the data too)
     kubegrid sample-data NAME DEST write a dataset scikit-learn ships (digits, iris…)
@@ -171,8 +171,9 @@ def _shard_index(given: int | None) -> int:
     value = os.environ.get("JOB_COMPLETION_INDEX")
     if value is None or not value.isdigit():
         raise errors.SpecError(
-            "--index", "give --index N, or run as an Indexed Job pod "
-            "(which sets JOB_COMPLETION_INDEX)"
+            "--index",
+            "give --index N, or run as an Indexed Job pod "
+            "(which sets JOB_COMPLETION_INDEX)",
         )
     return int(value)
 
@@ -243,7 +244,6 @@ def _cmd_sample_data(args: argparse.Namespace) -> int:
     import io
 
     import sklearn.datasets
-
     from kubegrid import storage
 
     loader = getattr(sklearn.datasets, _SAMPLES[args.name])

@@ -10,6 +10,8 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from kubegrid import results
+from kubegrid.context import SearchContext
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -20,9 +22,6 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
-
-from kubegrid import results
-from kubegrid.context import SearchContext
 
 _out = Console()
 _err = Console(stderr=True)

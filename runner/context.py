@@ -15,14 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from kubegrid import data as datasets
+from kubegrid import estimators, planning, storage
+from kubegrid import spec as specs
+from kubegrid.errors import SpecError
 from sklearn.base import BaseEstimator
 from sklearn.model_selection import GridSearchCV
-
-from kubegrid import data as datasets
-from kubegrid import estimators, planning
-from kubegrid import spec as specs
-from kubegrid import storage
-from kubegrid.errors import SpecError
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +78,9 @@ def library_versions() -> dict[str, str]:
     }
 
 
-def check_without_data(manifest: specs.GridSearch) -> tuple[BaseEstimator, list[dict[str, Any]]]:
+def check_without_data(
+    manifest: specs.GridSearch,
+) -> tuple[BaseEstimator, list[dict[str, Any]]]:
     """Every check that needs the estimator classes but not the data."""
     spec = manifest.spec
     estimators.check_scoring(spec.scoring)

@@ -13,13 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, is_classifier
-from sklearn.compose import ColumnTransformer
-from sklearn.pipeline import Pipeline
-
 from kubegrid import spec as specs
 from kubegrid import storage
 from kubegrid.errors import DataError
+from sklearn.base import BaseEstimator, is_classifier
+from sklearn.compose import ColumnTransformer
+from sklearn.pipeline import Pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +54,9 @@ def location_of(spec: specs.GridSearchSpec) -> storage.Location:
     return storage.Location(spec.storage.endpoint_url, spec.storage.region)
 
 
-def read_frame(uri: str, fmt: str, location: storage.Location) -> tuple[pd.DataFrame, str]:
+def read_frame(
+    uri: str, fmt: str, location: storage.Location
+) -> tuple[pd.DataFrame, str]:
     """The table at ``uri`` and the sha256 of its bytes."""
     try:
         raw = storage.read_uri(uri, location)
@@ -77,7 +78,9 @@ def read_frame(uri: str, fmt: str, location: storage.Location) -> tuple[pd.DataF
 def load(spec: specs.GridSearchSpec) -> Data:
     """Read the dataset and cut it into X, y and groups, checking the columns."""
     dataset = spec.dataset
-    frame, checksum = read_frame(dataset.uri, dataset.resolved_format, location_of(spec))
+    frame, checksum = read_frame(
+        dataset.uri, dataset.resolved_format, location_of(spec)
+    )
     return split_columns(frame, dataset, checksum)
 
 
@@ -133,9 +136,10 @@ def check_fits_estimator(data: Data, estimator: BaseEstimator) -> None:
     others = [c for c in data.X.columns if c not in numeric]
     if others:
         sample = data.X[others[0]].dropna().astype(str).head(1).tolist()
+        example = sample[0] if sample else ""
         raise DataError(
             "spec.dataset.features",
-            f"column {others[0]!r} is not numeric (for example {sample[0] if sample else ''!r})"
+            f"column {others[0]!r} is not numeric (for example {example!r})"
             f"{f' and so are {others[1:6]}' if len(others) > 1 else ''}; "
             f"{type(estimator).__name__} needs numbers: drop it from dataset.features "
             "or encode it in a pipeline (a ColumnTransformer with a OneHotEncoder)",

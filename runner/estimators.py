@@ -19,15 +19,13 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from kubegrid import spec as specs
+from kubegrid.errors import SpecError
 from pydantic.alias_generators import to_camel
-
 from sklearn.base import BaseEstimator, is_classifier
 from sklearn.metrics import get_scorer_names
 from sklearn.model_selection import check_cv
 from sklearn.pipeline import Pipeline
-
-from kubegrid import spec as specs
-from kubegrid.errors import SpecError
 
 logger = logging.getLogger(__name__)
 
@@ -93,15 +91,17 @@ def _instantiate(cls: type, params: dict[str, Any], field: str) -> BaseEstimator
     valid = _constructor_params(cls)
     for name in params:
         if name not in valid:
-            raise SpecError(f"{field}.{name}", _unknown_param(cls.__name__, name, valid))
+            raise SpecError(
+                f"{field}.{name}", _unknown_param(cls.__name__, name, valid)
+            )
     try:
-        return cls(**params)  # type: ignore[no-any-return]
+        return cls(**params)
     except (TypeError, ValueError) as exc:
         raise SpecError(field, f"{cls.__name__} rejected these params: {exc}") from None
 
 
 def _constructor_params(cls: type) -> list[str]:
-    signature = inspect.signature(cls.__init__)
+    signature = inspect.signature(cls)
     return [
         name
         for name, p in signature.parameters.items()

@@ -15,12 +15,11 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from sklearn.base import clone
-from sklearn.model_selection._validation import _fit_and_score
-
 from kubegrid import partials
 from kubegrid.context import SearchContext
 from kubegrid.errors import FitError
+from sklearn.base import clone
+from sklearn.model_selection._validation import _fit_and_score
 
 logger = logging.getLogger(__name__)
 

@@ -15,11 +15,10 @@ import queue
 from collections.abc import Callable
 from typing import Any
 
-from threadpoolctl import threadpool_limits
-
 from kubegrid import execution, reducer
 from kubegrid.context import SearchContext
 from kubegrid.errors import ResultsError
+from threadpoolctl import threadpool_limits
 
 logger = logging.getLogger(__name__)
 

@@ -67,13 +67,20 @@ def decode(data: bytes, where: str) -> dict[str, Any]:
 
 
 def write_chunk(
-    store: Store, fingerprint: str, shard: int, writer: str, seq: int, records: list[Record]
+    store: Store,
+    fingerprint: str,
+    shard: int,
+    writer: str,
+    seq: int,
+    records: list[Record],
 ) -> None:
     body = {"fingerprint": fingerprint, "shard": shard, "records": records}
     store.write(chunk_key(fingerprint, shard, writer, seq), encode(body))
 
 
-def write_shard(store: Store, fingerprint: str, shard: int, records: list[Record]) -> None:
+def write_shard(
+    store: Store, fingerprint: str, shard: int, records: list[Record]
+) -> None:
     """Publish a finished shard, then drop its checkpoints."""
     body = {"fingerprint": fingerprint, "shard": shard, "records": records}
     store.write(shard_key(fingerprint, shard), encode(body))

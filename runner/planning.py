@@ -23,10 +23,9 @@ from typing import Any
 
 import numpy as np
 import scipy.stats
-from sklearn.model_selection import ParameterGrid, ParameterSampler
-
 from kubegrid import spec as specs
 from kubegrid.errors import SpecError
+from sklearn.model_selection import ParameterGrid, ParameterSampler
 
 # Each auto-sized pod should get several shards over a search's life, so that
 # a slow shard does not hold up the tail; 4 per parallel slot was enough in
@@ -60,8 +59,9 @@ class Plan:
         """The task ids shard ``shard`` runs, in the order it runs them."""
         if not 0 <= shard < self.n_shards:
             raise SpecError(
-                "--index", f"shard {shard} is out of range: the plan has "
-                f"{self.n_shards} shards (0 to {self.n_shards - 1})"
+                "--index",
+                f"shard {shard} is out of range: the plan has "
+                f"{self.n_shards} shards (0 to {self.n_shards - 1})",
             )
         return self.order[self.bounds[shard] : self.bounds[shard + 1]]
 
@@ -82,8 +82,10 @@ def count_candidates(spec: specs.GridSearchSpec) -> int:
     """How many candidates the search has, without listing them."""
     if spec.search.type == "random":
         grid_size = _grid_size_if_all_lists(spec.param_grid)
-        return spec.search.n_iter if grid_size is None else min(
-            spec.search.n_iter, grid_size
+        return (
+            spec.search.n_iter
+            if grid_size is None
+            else min(spec.search.n_iter, grid_size)
         )
     _check_grid_values(spec.param_grid)
     return len(ParameterGrid(spec.param_grid))
@@ -247,7 +249,9 @@ def prefix_key(params: dict[str, Any], final_step: str | None) -> str:
     if final_step is None:
         return ""
     marker = final_step + "__"
-    prefix = {k: v for k, v in params.items() if not k.startswith(marker) and k != final_step}
+    prefix = {
+        k: v for k, v in params.items() if not k.startswith(marker) and k != final_step
+    }
     return json.dumps(prefix, sort_keys=True, default=repr)
 
 
@@ -264,7 +268,9 @@ def _shard_order(
     return (candidate[order] * n_splits + split[order]).astype(np.int64)
 
 
-def fingerprint(spec: specs.GridSearchSpec, data_checksum: str, versions: dict[str, str]) -> str:
+def fingerprint(
+    spec: specs.GridSearchSpec, data_checksum: str, versions: dict[str, str]
+) -> str:
     """Identity of a search's results: what changes a number changes this.
 
     Resources, sharding and scheduling are left out: they never change a score,

@@ -26,12 +26,11 @@ from typing import Any
 
 import joblib
 import numpy as np
-from sklearn.base import clone
-from sklearn.model_selection._validation import _warn_or_raise_about_fit_failures
-
 from kubegrid import partials, results
 from kubegrid.context import SearchContext
 from kubegrid.errors import FitError, ResultsError
+from sklearn.base import clone
+from sklearn.model_selection._validation import _warn_or_raise_about_fit_failures
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +63,7 @@ def cv_results(ctx: SearchContext, out: list[dict[str, Any]]) -> dict[str, Any]:
         _warn_or_raise_about_fit_failures(out, ctx.spec.error_score_value)
     except ValueError as exc:
         raise FitError(_all_fits_failed(out, str(exc))) from None
-    return search._format_results(ctx.plan.candidates, ctx.plan.n_splits, out)  # type: ignore[no-any-return]
+    return search._format_results(ctx.plan.candidates, ctx.plan.n_splits, out)
 
 
 def best_index(ctx: SearchContext, table: dict[str, Any]) -> int | None:
@@ -96,9 +95,13 @@ def reduce(ctx: SearchContext) -> dict[str, Any]:
     if best is not None and ctx.spec.refit:
         refit_seconds = _refit(ctx, table["params"][best])
     summary = _summary(ctx, table, best, records, refit_seconds, started)
-    store.write(results.SUMMARY, json.dumps(summary, indent=2, default=_json_default).encode())
+    store.write(
+        results.SUMMARY, json.dumps(summary, indent=2, default=_json_default).encode()
+    )
     logger.info(
-        "reduced %d tasks: best %s = %s", ctx.plan.n_tasks, summary.get("bestParams"),
+        "reduced %d tasks: best %s = %s",
+        ctx.plan.n_tasks,
+        summary.get("bestParams"),
         summary.get("bestScore"),
     )
     return summary
@@ -130,10 +133,14 @@ def _as_fit_and_score_output(record: partials.Record) -> dict[str, Any]:
     return out
 
 
-def _extra_columns(ctx: SearchContext, records: list[partials.Record]) -> dict[str, Any]:
+def _extra_columns(
+    ctx: SearchContext, records: list[partials.Record]
+) -> dict[str, Any]:
     """kubegrid's own per-candidate columns, beside scikit-learn's."""
     n_c, n_s = ctx.plan.n_candidates, ctx.plan.n_splits
-    memory = np.array([r["peak_memory_mb"] for r in records], dtype=float).reshape(n_c, n_s)
+    memory = np.array([r["peak_memory_mb"] for r in records], dtype=float).reshape(
+        n_c, n_s
+    )
     failed = np.array([bool(r["fit_error"]) for r in records]).reshape(n_c, n_s)
     return {
         "max_peak_memory_mb": memory.max(axis=1),
@@ -168,7 +175,9 @@ def _summary(
         "warnings": ctx.warnings,
         "fitSeconds": round(sum(r["fit_time"] + r["score_time"] for r in records), 3),
         "reduceSeconds": round(time.perf_counter() - started, 3),
-        "artifacts": results.artifact_uris(spec.output.uri, best is not None and bool(spec.refit)),
+        "artifacts": results.artifact_uris(
+            spec.output.uri, best is not None and bool(spec.refit)
+        ),
     }
     if best is not None:
         metric = spec.refit_metric or "score"

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
+from kubegrid.errors import SpecError
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -28,8 +29,6 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
-
-from kubegrid.errors import SpecError
 
 API_VERSION = "kubegrid.io/v1alpha1"
 KIND = "GridSearch"
@@ -512,7 +511,8 @@ def _explain(error: Any) -> str:
 def _known_field_names() -> list[str]:
     """Every camelCase field name the manifest knows, for spelling hints."""
     names: set[str] = set()
-    for model in (GridSearch, *_Model.__subclasses__()):
+    models: list[type[BaseModel]] = [GridSearch, *_Model.__subclasses__()]
+    for model in models:
         for name, info in model.model_fields.items():
             names.add(info.alias or name)
     return sorted(names)

@@ -130,7 +130,11 @@ class LocalStore:
         found = []
         for path in folder.rglob("*"):
             key = path.relative_to(self.root).as_posix()
-            if path.is_file() and key.startswith(prefix) and not path.name.startswith("."):
+            if (
+                path.is_file()
+                and key.startswith(prefix)
+                and not path.name.startswith(".")
+            ):
                 found.append(key)
         return sorted(found)
 
@@ -159,7 +163,7 @@ class S3Store:
     def read(self, key: str) -> bytes:
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
-            return response["Body"].read()  # type: ignore[no-any-return]
+            return response["Body"].read()
         except Exception as exc:
             raise _translate(exc, self._where(key)) from None
 

@@ -9,6 +9,7 @@ merge patches on `/status`, and no global configuration.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import requests
@@ -57,7 +58,9 @@ class ApiClient:
     def get(self, resource: str, namespace: str | None, name: str) -> dict[str, Any]:
         return self._request("GET", resource_path(resource, namespace, name))
 
-    def create(self, resource: str, namespace: str | None, body: dict) -> dict[str, Any]:
+    def create(
+        self, resource: str, namespace: str | None, body: dict
+    ) -> dict[str, Any]:
         return self._request("POST", resource_path(resource, namespace), json=body)
 
     def patch(
@@ -76,7 +79,5 @@ class ApiClient:
 
     def delete(self, resource: str, namespace: str | None, name: str) -> None:
         """Delete an object; an already missing object is not an error."""
-        try:
+        with contextlib.suppress(NotFound):
             self._request("DELETE", resource_path(resource, namespace, name))
-        except NotFound:
-            pass

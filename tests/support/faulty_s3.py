@@ -30,13 +30,24 @@ FaultKind = Literal["slowdown", "internal", "reset", "delay"]
 
 # Hop-by-hop headers are the proxy's business, never forwarded (RFC 9110 §7.6.1).
 _HOP_BY_HOP = {
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
-    "te", "trailer", "transfer-encoding", "upgrade", "content-length",
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
 }
 
 _ERRORS = {
     "slowdown": (503, "SlowDown", "Please reduce your request rate."),
-    "internal": (500, "InternalError", "We encountered an internal error. Please try again."),
+    "internal": (
+        500,
+        "InternalError",
+        "We encountered an internal error. Please try again.",
+    ),
 }
 
 
@@ -153,7 +164,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _serve(self) -> None:
         body = self._read_body()
         fault = self.proxy._take_fault(self.command, self.path)
-        self.proxy.log.append(Logged(self.command, self.path, fault.kind if fault else None))
+        self.proxy.log.append(
+            Logged(self.command, self.path, fault.kind if fault else None)
+        )
         if fault is None or fault.kind == "delay":
             time.sleep(fault.delay if fault else 0)
             self._forward(body)
@@ -181,7 +194,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _forward(self, body: bytes) -> None:
         upstream = http.client.HTTPConnection(*self.proxy.upstream, timeout=30)
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+        headers = {
+            k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP
+        }
         headers["Content-Length"] = str(len(body))
         try:
             upstream.request(self.command, self.path, body=body, headers=headers)
@@ -194,7 +209,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if key.lower() not in _HOP_BY_HOP:
                 self.send_header(key, value)
         # HEAD answers carry the length of the body they do not send.
-        length = response.getheader("Content-Length") if self.command == "HEAD" else None
+        length = (
+            response.getheader("Content-Length") if self.command == "HEAD" else None
+        )
         self.send_header("Content-Length", length or str(len(payload)))
         self.end_headers()
         if self.command != "HEAD":
@@ -215,6 +232,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _reset(self) -> None:
         # SO_LINGER with a zero timeout makes close() send RST, not FIN.
-        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.setsockopt(
+            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+        )
         self.close_connection = True
         self.connection.close()

@@ -109,7 +109,9 @@ def job_controller(make_job_controller: Callable[..., JobController]) -> JobCont
 
 
 @pytest.fixture
-def operator(kube: Kube, tmp_path: pathlib.Path) -> Iterator[Callable[..., OperatorProcess]]:
+def operator(
+    kube: Kube, tmp_path: pathlib.Path
+) -> Iterator[Callable[..., OperatorProcess]]:
     started: list[OperatorProcess] = []
 
     def start(**kwargs: Any) -> OperatorProcess:

@@ -26,6 +26,7 @@ to stop.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -136,7 +137,9 @@ class JobController:
 
     def start(self) -> JobController:
         self._api = ApiClient(self.kube.url)
-        self._thread = threading.Thread(target=self._loop, name="job-controller", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop, name="job-controller", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -220,7 +223,9 @@ class JobController:
         if run.active:
             self._kill_all(run, "suspended", update_pods=True)
         if not run.state.has_condition("Suspended"):
-            run.state.set_condition("Suspended", "True", "JobSuspended", "Job suspended")
+            run.state.set_condition(
+                "Suspended", "True", "JobSuspended", "Job suspended"
+            )
         run.state.start_time = run.state.started_at = None
 
     def _resume(self, run: JobRun) -> None:
@@ -250,7 +255,13 @@ class JobController:
             )
         except pods.PodStartError as exc:
             # A kubelet keeps such a pod in ContainerCreating: retry next poll.
-            logger.warning("job %s/%s index %d cannot start: %s", run.namespace, run.name, index, exc)
+            logger.warning(
+                "job %s/%s index %d cannot start: %s",
+                run.namespace,
+                run.name,
+                index,
+                exc,
+            )
             return
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("wb") as log:
@@ -264,7 +275,9 @@ class JobController:
                 start_new_session=True,  # a process group we can kill whole
             )
         run.state.started(index)
-        run.active[index] = Attempt(index, number, pod["metadata"]["name"], process, log_path)
+        run.active[index] = Attempt(
+            index, number, pod["metadata"]["name"], process, log_path
+        )
         if self.create_pods:
             self._create_pod(run, pod)
 
@@ -281,7 +294,9 @@ class JobController:
             del run.active[index]
             exit_code, reason = self._describe_exit(attempt, returncode)
             if attempt.killed_for in (None, "oom"):
-                run.state.record_exit(index, exit_code, attempt.pod_name, self.retry_delay)
+                run.state.record_exit(
+                    index, exit_code, attempt.pod_name, self.retry_delay
+                )
             elif attempt.killed_for != "suspended":
                 run.state.record_killed()
             if self.create_pods:
@@ -326,14 +341,20 @@ class JobController:
         except NotFound:
             return  # deleted meanwhile; the next poll forgets it
         run.state.written.update(patch)
-        run.state.written = {k: v for k, v in run.state.written.items() if v is not None}
+        run.state.written = {
+            k: v for k, v in run.state.written.items() if v is not None
+        }
         run.last_write = time.monotonic()
 
     def _pod_object(self, run: JobRun, index: int) -> dict[str, Any]:
         template = run.job["spec"].get("template") or {}
         meta = template.get("metadata") or {}
         suffix = secrets.token_hex(3)[:5]
-        name = f"{run.name}-{index}-{suffix}" if run.state.indexed else f"{run.name}-{suffix}"
+        name = (
+            f"{run.name}-{index}-{suffix}"
+            if run.state.indexed
+            else f"{run.name}-{suffix}"
+        )
         labels = {
             **(meta.get("labels") or {}),
             "batch.kubernetes.io/job-name": run.name,
@@ -374,14 +395,20 @@ class JobController:
             "phase": "Running",
             "startTime": now_iso(),
             "containerStatuses": [
-                {"name": container, "ready": True, "restartCount": 0,
-                 "state": {"running": {"startedAt": now_iso()}}}
+                {
+                    "name": container,
+                    "ready": True,
+                    "restartCount": 0,
+                    "state": {"running": {"startedAt": now_iso()}},
+                }
             ],
         }
         self._api.create(PODS, run.namespace, pod)
         self._api.patch(PODS, run.namespace, name, {"status": running}, "status")
 
-    def _finish_pod(self, run: JobRun, attempt: Attempt, exit_code: int, reason: str) -> None:
+    def _finish_pod(
+        self, run: JobRun, attempt: Attempt, exit_code: int, reason: str
+    ) -> None:
         assert self._api is not None
         # Upstream deletes the pods of a suspended Job rather than failing them.
         if attempt.killed_for == "suspended":
@@ -392,9 +419,16 @@ class JobController:
         except NotFound:
             return
         started = pod.get("status", {}).get("startTime")
-        terminated = {"exitCode": exit_code, "reason": reason, "startedAt": started, "finishedAt": now_iso()}
+        terminated = {
+            "exitCode": exit_code,
+            "reason": reason,
+            "startedAt": started,
+            "finishedAt": now_iso(),
+        }
         statuses = pod.get("status", {}).get("containerStatuses") or [{"name": "main"}]
-        statuses = [{**statuses[0], "ready": False, "state": {"terminated": terminated}}]
+        statuses = [
+            {**statuses[0], "ready": False, "state": {"terminated": terminated}}
+        ]
         phase = "Succeeded" if exit_code == 0 else "Failed"
         body = {"status": {"phase": phase, "containerStatuses": statuses}}
         self._api.patch(PODS, run.namespace, attempt.pod_name, body, "status")
@@ -416,12 +450,19 @@ class JobController:
         for resource, obj in dependents:
             if not alive.intersection(iter_owner_uids(obj)):
                 meta = obj["metadata"]
-                logger.info("GC: deleting %s %s/%s", resource, meta.get("namespace"), meta["name"])
+                logger.info(
+                    "GC: deleting %s %s/%s",
+                    resource,
+                    meta.get("namespace"),
+                    meta["name"],
+                )
                 self._api.delete(resource, meta.get("namespace"), meta["name"])
 
     # -- for assertions and fault injection ------------------------------------------
 
-    def _log_path(self, namespace: str, job: str, index: int, attempt: int) -> pathlib.Path:
+    def _log_path(
+        self, namespace: str, job: str, index: int, attempt: int
+    ) -> pathlib.Path:
         return self.workdir / "logs" / namespace / job / f"{index}-{attempt}.log"
 
     def logs(self, namespace: str, job: str, index: int = 0, attempt: int = -1) -> str:
@@ -451,27 +492,33 @@ class JobController:
         with self._lock:
             for run in self.runs.values():
                 attempt = run.active.get(index)
-                if (run.namespace, run.name) == (namespace, job) and attempt is not None:
+                if (run.namespace, run.name) == (
+                    namespace,
+                    job,
+                ) and attempt is not None:
                     attempt.killed_for = "oom"
                     _kill_group(attempt.process, wait=False)
                     return True
         return False
 
-    def wait_finished(self, namespace: str, job: str, timeout: float = 30.0) -> dict[str, Any]:
+    def wait_finished(
+        self, namespace: str, job: str, timeout: float = 30.0
+    ) -> dict[str, Any]:
         """Wait until the Job has a Complete or Failed condition; return it."""
 
         def finished(obj: dict[str, Any]) -> bool:
             conditions = (obj.get("status") or {}).get("conditions") or []
-            return any(c["type"] in ("Complete", "Failed") and c["status"] == "True" for c in conditions)
+            return any(
+                c["type"] in ("Complete", "Failed") and c["status"] == "True"
+                for c in conditions
+            )
 
         return self.kube.wait_for(JOBS, namespace, job, finished, timeout=timeout)
 
 
 def _kill_group(process: subprocess.Popen[bytes], wait: bool = True) -> None:
     """SIGKILL a process's whole group: children of the runner die with it."""
-    try:
+    with contextlib.suppress(ProcessLookupError):  # already gone
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass  # already gone
     if wait:
         process.wait()

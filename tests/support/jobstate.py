@@ -31,7 +31,9 @@ MESSAGES = {
     "CompletionsReached": "Reached expected number of succeeded pods",
     "BackoffLimitExceeded": "Job has reached the specified backoff limit",
     "FailedIndexes": "Job has failed indexes",
-    "MaxFailedIndexesExceeded": "Job has exceeded the specified maximal number of failed indexes",
+    "MaxFailedIndexesExceeded": (
+        "Job has exceeded the specified maximal number of failed indexes"
+    ),
     "DeadlineExceeded": "Job was active longer than specified deadline",
 }
 
@@ -150,7 +152,9 @@ class JobState:
 
     # -- outcomes ----------------------------------------------------------
 
-    def record_exit(self, index: int, exit_code: int, pod_name: str, retry_delay: float) -> None:
+    def record_exit(
+        self, index: int, exit_code: int, pod_name: str, retry_delay: float
+    ) -> None:
         """Apply one finished attempt: success, retry, failed index or failed Job."""
         if exit_code == 0:
             self.succeeded.add(index if self.indexed else len(self.succeeded))
@@ -167,14 +171,18 @@ class JobState:
             self.fail("PodFailurePolicy", message)
         elif self.per_index_limit is not None:
             self._count_index_failure(index, action == "FailIndex", retry_delay)
-        elif self.failed_pods > int(self.spec.get("backoffLimit", DEFAULT_BACKOFF_LIMIT)):
+        elif self.failed_pods > int(
+            self.spec.get("backoffLimit", DEFAULT_BACKOFF_LIMIT)
+        ):
             self.fail("BackoffLimitExceeded")
 
     def record_killed(self) -> None:
-        """An attempt the controller killed while failing the Job: counted, no policy."""
+        """An attempt killed while the Job fails: counted, no policy applied."""
         self.failed_pods += 1
 
-    def _count_index_failure(self, index: int, fail_now: bool, retry_delay: float) -> None:
+    def _count_index_failure(
+        self, index: int, fail_now: bool, retry_delay: float
+    ) -> None:
         self.failures[index] += 1
         limit = self.per_index_limit or 0
         if fail_now or self.failures[index] > limit:
@@ -210,9 +218,10 @@ class JobState:
 
     def check_deadline(self) -> None:
         deadline = self.spec.get("activeDeadlineSeconds")
-        if deadline is not None and self.started_at is not None:
-            if time.monotonic() - self.started_at > float(deadline):
-                self.fail("DeadlineExceeded")
+        if deadline is None or self.started_at is None:
+            return
+        if time.monotonic() - self.started_at > float(deadline):
+            self.fail("DeadlineExceeded")
 
     def check_completion(self, active: int) -> None:
         """Set success or FailedIndexes once every index has an outcome."""
@@ -221,7 +230,10 @@ class JobState:
         if len(self.succeeded) >= self.completions:
             if not self.has_condition("SuccessCriteriaMet"):
                 self.set_condition("SuccessCriteriaMet", "True", "CompletionsReached")
-        elif self.indexed and len(self.succeeded | self.failed_indexes) >= self.completions:
+        elif (
+            self.indexed
+            and len(self.succeeded | self.failed_indexes) >= self.completions
+        ):
             self.fail("FailedIndexes")
 
     def finalise(self, active: int) -> None:
@@ -234,7 +246,9 @@ class JobState:
             self.set_condition("Complete", "True", "CompletionsReached")
             self.completion_time = now_iso()
 
-    def set_condition(self, kind: str, status: str, reason: str, message: str | None = None) -> None:
+    def set_condition(
+        self, kind: str, status: str, reason: str, message: str | None = None
+    ) -> None:
         """Add or update a condition; lastTransitionTime moves only on a change."""
         stamp = now_iso()
         new = {
@@ -256,14 +270,16 @@ class JobState:
     # -- status ------------------------------------------------------------
 
     def status(self, active: int) -> dict[str, Any]:
-        """The desired Job status; None values mean "absent" (zeros are omitted upstream)."""
+        """The desired Job status; None means absent (upstream omits zeros)."""
         status: dict[str, Any] = {
             "startTime": self.start_time,
             "active": active or None,
             "ready": active,
             "succeeded": len(self.succeeded) or None,
             "failed": self.failed_pods or None,
-            "completedIndexes": compress_indexes(self.succeeded) or None if self.indexed else None,
+            "completedIndexes": compress_indexes(self.succeeded) or None
+            if self.indexed
+            else None,
             "conditions": list(self.conditions) or None,
             "completionTime": self.completion_time,
         }
@@ -276,4 +292,6 @@ class JobState:
         """A merge patch from the last written status to the desired one."""
         desired = self.status(active)
         keys = set(desired) | set(self.written)
-        return {k: desired.get(k) for k in keys if desired.get(k) != self.written.get(k)}
+        return {
+            k: desired.get(k) for k in keys if desired.get(k) != self.written.get(k)
+        }

@@ -91,6 +91,11 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _body_name(data: Any) -> str | None:
+    """A create's object name, which is in the body, not the URL."""
+    return data.get("metadata", {}).get("name") if isinstance(data, dict) else None
+
+
 def _generation_part(obj: dict[str, Any]) -> dict[str, Any]:
     """What `metadata.generation` tracks: everything but metadata and status."""
     return {k: v for k, v in obj.items() if k not in ("metadata", "status")}
@@ -128,7 +133,7 @@ class Emulator(kmock.KubernetesEmulator):
                 action=request.action.value.lower() if request.action else None,
                 plural=getattr(resource, "plural", None),
                 namespace=request.namespace,
-                name=request.name,
+                name=request.name or _body_name(request.data),
                 subresource=request.subresource,
                 user_agent=request.headers.get("User-Agent", ""),
                 at=time.monotonic(),
@@ -137,7 +142,10 @@ class Emulator(kmock.KubernetesEmulator):
 
     def _has_status_subresource(self, request: kmock.Request) -> bool:
         resource = request.resource
-        return resource in self.resources and "status" in self.resources[resource].subresources
+        return (
+            resource in self.resources
+            and "status" in self.resources[resource].subresources
+        )
 
     def _prepare_create(self, request: kmock.Request) -> None:
         data: dict[str, Any] = request.data
@@ -222,7 +230,9 @@ class Kube:
     def start(self) -> Kube:
         """Start serving; return once the port is known and the kubeconfig written."""
         _declare_resources(self.emulator)
-        self._thread = threading.Thread(target=self._run, name="kube-emulator", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="kube-emulator", daemon=True
+        )
         self._thread.start()
         if not self._ready.wait(timeout=10) or self._error is not None:
             raise RuntimeError("the kmock emulator did not start") from self._error
@@ -299,19 +309,25 @@ class Kube:
             return [
                 copy.deepcopy(obj.raw)
                 for (r, ns, _), obj in self.emulator.objects.items()
-                if r == res and not obj.deleted and (namespace is None or ns == namespace)
+                if r == res
+                and not obj.deleted
+                and (namespace is None or ns == namespace)
             ]
 
         return self._call(pick)
 
-    def get(self, resource: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+    def get(
+        self, resource: str, namespace: str | None, name: str
+    ) -> dict[str, Any] | None:
         """One live object as a deep copy, or None if absent or deleted."""
         for obj in self.list(resource, namespace):
             if obj.get("metadata", {}).get("name") == name:
                 return obj
         return None
 
-    def history(self, resource: str, namespace: str | None, name: str) -> list[dict | None]:
+    def history(
+        self, resource: str, namespace: str | None, name: str
+    ) -> list[dict | None]:
         """Every stored version of an object, None marking deletions."""
         key = (kmock.resource(resource), namespace, name)
 
@@ -382,11 +398,19 @@ class Kube:
 
     # -- convenience ----------------------------------------------------------
 
+    def client(self) -> Any:
+        """A raw-dict `apiclient.ApiClient` tagged as harness traffic."""
+        from tests.support.apiclient import ApiClient  # it imports this module
+
+        return ApiClient(self.url)
+
     def api_client(self) -> Any:
         """A `kubernetes.client.ApiClient` for this emulator, without global state."""
         import kubernetes  # late: importing it reads KUBECONFIG at import time
 
-        return kubernetes.config.new_client_from_config(config_file=str(self.kubeconfig))
+        return kubernetes.config.new_client_from_config(
+            config_file=str(self.kubeconfig)
+        )
 
     def wait_for(
         self,

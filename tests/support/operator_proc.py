@@ -18,6 +18,7 @@ standard library's `operator` module.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import signal
@@ -91,7 +92,9 @@ class OperatorProcess:
     def start(self, timeout: float = 30.0) -> OperatorProcess:
         """Start the operator and wait until it is ready (see the module docstring)."""
         if self.running:
-            raise RuntimeError("the operator is already running; kill() or stop() it first")
+            raise RuntimeError(
+                "the operator is already running; kill() or stop() it first"
+            )
         self.generation += 1
         self.port = free_port()
         self.log_path = self.workdir / f"operator-{self.generation}.log"
@@ -101,8 +104,13 @@ class OperatorProcess:
         since = self.kube.mark()
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                self.argv(), env=env, cwd=cwd, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                self.argv(),
+                env=env,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         self._wait_ready(since, timeout)
         return self
@@ -143,17 +151,15 @@ class OperatorProcess:
         self._signal(signal.SIGTERM, grace=grace)
 
     def restart(self, timeout: float = 30.0) -> OperatorProcess:
-        """Kill (not stop: like a crashed pod) and start again; logs go to a new file."""
+        """SIGKILL (like a crashed pod) and start again, logging to a new file."""
         self.kill()
         return self.start(timeout=timeout)
 
     def _signal(self, signum: int, grace: float) -> None:
         if self.process is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signum)
-        except ProcessLookupError:
-            pass
         try:
             self.process.wait(timeout=grace or None)
         except subprocess.TimeoutExpired:
@@ -163,6 +169,12 @@ class OperatorProcess:
     def log(self, all_runs: bool = False) -> str:
         """The current run's output, or every run's output in order."""
         if not all_runs:
-            return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        parts = [self.workdir / f"operator-{n}.log" for n in range(1, self.generation + 1)]
+            return (
+                self.log_path.read_text(errors="replace")
+                if self.log_path.exists()
+                else ""
+            )
+        parts = [
+            self.workdir / f"operator-{n}.log" for n in range(1, self.generation + 1)
+        ]
         return "".join(p.read_text(errors="replace") for p in parts if p.exists())

@@ -142,29 +142,41 @@ def _mount_volumes(
     mounts: dict[str, pathlib.Path] = {}
     for mount in container.get("volumeMounts") or []:
         if mount["name"] not in volumes:
-            raise PodStartError(f"volumeMount of an undeclared volume {mount['name']!r}")
+            raise PodStartError(
+                f"volumeMount of an undeclared volume {mount['name']!r}"
+            )
         local = volumes[mount["name"]] / mount.get("subPath", "")
         mounts[mount["mountPath"].rstrip("/") or "/"] = local
     return mounts
 
 
-def _volume_files(volume: dict[str, Any], api: ApiClient, namespace: str) -> dict[str, bytes]:
+def _volume_files(
+    volume: dict[str, Any], api: ApiClient, namespace: str
+) -> dict[str, bytes]:
     """The files a volume starts with; emptyDir and unknown kinds start empty."""
     if "configMap" in volume:
         source = volume["configMap"]
         obj = _fetch(api, "v1/configmaps", namespace, source)
         files = {k: v.encode() for k, v in (obj.get("data") or {}).items()}
-        files |= {k: base64.b64decode(v) for k, v in (obj.get("binaryData") or {}).items()}
+        files |= {
+            k: base64.b64decode(v) for k, v in (obj.get("binaryData") or {}).items()
+        }
     elif "secret" in volume:
         source = volume["secret"]
-        obj = _fetch(api, "v1/secrets", namespace, {**source, "name": source["secretName"]})
+        obj = _fetch(
+            api, "v1/secrets", namespace, {**source, "name": source["secretName"]}
+        )
         files = _secret_data(obj)
     else:
         return {}
 
     # `items` selects keys and renames them, as the kubelet does.
     if source.get("items"):
-        return {item["path"]: files[item["key"]] for item in source["items"] if item["key"] in files}
+        return {
+            item["path"]: files[item["key"]]
+            for item in source["items"]
+            if item["key"] in files
+        }
     return files
 
 
@@ -222,7 +234,9 @@ def _env_from(source: dict[str, Any], api: ApiClient, namespace: str) -> dict[st
     return {}
 
 
-def _env_value(var: dict[str, Any], pod: dict[str, Any], api: ApiClient, namespace: str) -> str | None:
+def _env_value(
+    var: dict[str, Any], pod: dict[str, Any], api: ApiClient, namespace: str
+) -> str | None:
     """One variable's value; None when an optional reference is missing."""
     if "valueFrom" not in var:
         return str(var.get("value", ""))
@@ -233,7 +247,9 @@ def _env_value(var: dict[str, Any], pod: dict[str, Any], api: ApiClient, namespa
         return None if secret is None else secret.decode()
     if "configMapKeyRef" in source:
         ref = source["configMapKeyRef"]
-        return _pick_key(_fetch(api, "v1/configmaps", namespace, ref).get("data") or {}, ref)
+        return _pick_key(
+            _fetch(api, "v1/configmaps", namespace, ref).get("data") or {}, ref
+        )
     if "fieldRef" in source:
         return _field_value(source["fieldRef"]["fieldPath"], pod)
     # resourceFieldRef and the like: no local meaning; leave the variable unset.

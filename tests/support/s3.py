@@ -36,14 +36,18 @@ def moto_server() -> Iterator[str]:
         server.stop()
 
 
-def client(endpoint_url: str, *, retries: int | None = None, **config: Any) -> Any:
+def client(
+    endpoint_url: str, *, total_attempts: int | None = None, **config: Any
+) -> Any:
     """A boto3 S3 client with dummy credentials for `endpoint_url`.
 
-    `retries` sets botocore's standard-mode max_attempts; None keeps the
-    default. Extra keyword arguments go to `botocore.config.Config`.
+    `total_attempts` counts the first try too (1 = never retry) and selects
+    botocore's standard retry mode; None keeps botocore's defaults. Beware:
+    botocore's own ``max_attempts`` key counts *retries*, not attempts.
+    Extra keyword arguments go to `botocore.config.Config`.
     """
-    if retries is not None:
-        config["retries"] = {"mode": "standard", "max_attempts": retries}
+    if total_attempts is not None:
+        config["retries"] = {"mode": "standard", "total_max_attempts": total_attempts}
     return boto3.client(
         "s3",
         endpoint_url=endpoint_url,

@@ -1,0 +1,122 @@
+"""Planning is pure: the same spec gives the same candidates, tasks and shards."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from kubegrid import planning
+from kubegrid import spec as specs
+from kubegrid.errors import SpecError
+from sklearn.model_selection import ParameterGrid
+
+
+def make_spec(**overrides: Any) -> specs.GridSearchSpec:
+    document: dict[str, Any] = {
+        "apiVersion": "kubegrid.io/v1alpha1",
+        "kind": "GridSearch",
+        "metadata": {"name": "plan"},
+        "spec": {
+            "dataset": {"uri": "data.csv", "target": "y"},
+            "estimator": {"class": "sklearn.svm.SVC"},
+            "paramGrid": {"C": [1, 10, 100], "gamma": [0.1, 0.01]},
+            "output": {"uri": "out"},
+        }
+        | overrides,
+    }
+    return specs.parse(document).spec
+
+
+def test_candidates_follow_scikit_learn_order() -> None:
+    """Grid candidates come in ParameterGrid's order, with the YAML's types."""
+    spec = make_spec()
+    assert planning.candidates(spec) == list(ParameterGrid(spec.param_grid))
+
+
+@pytest.mark.parametrize("shards", [1, 3, 7, 30])
+def test_every_task_lands_in_exactly_one_shard(shards: int) -> None:
+    """Shards partition the task ids: none lost, none repeated."""
+    plan = planning.make_plan(make_spec(), n_splits=5, n_shards=shards)
+    seen = np.concatenate([plan.task_ids(i) for i in range(plan.n_shards)])
+    assert sorted(seen.tolist()) == list(range(plan.n_tasks))
+
+
+def test_same_spec_same_plan() -> None:
+    """Two plans of one spec are identical, shard by shard."""
+    first = planning.make_plan(make_spec(), n_splits=5, n_shards=4)
+    second = planning.make_plan(make_spec(), n_splits=5, n_shards=4)
+    assert first.candidates == second.candidates
+    assert np.array_equal(first.order, second.order)
+    assert np.array_equal(first.bounds, second.bounds)
+
+
+def test_shards_group_tasks_sharing_a_pipeline_prefix() -> None:
+    """Candidates with the same prefix params sit together, split by split."""
+    spec = make_spec(
+        estimator={
+            "pipeline": [
+                {"name": "pca", "class": "sklearn.decomposition.PCA"},
+                {"name": "svc", "class": "sklearn.svm.SVC"},
+            ]
+        },
+        paramGrid={"pca__n_components": [5, 10], "svc__C": [1, 10, 100, 1000]},
+    )
+    plan = planning.make_plan(spec, n_splits=3, n_shards=6)
+    for shard in range(plan.n_shards):
+        pairs = {
+            (plan.candidates[c]["pca__n_components"], s) for c, s in plan.tasks(shard)
+        }
+        # 24 tasks over 6 shards: each shard fits one (prefix, split) pair.
+        assert len(pairs) == 1
+
+
+def test_random_search_is_reproducible_and_seeded() -> None:
+    """A seeded random search samples the same candidates in every process."""
+    grid = {"C": {"distribution": "loguniform", "a": 0.001, "b": 1000}}
+    spec = make_spec(
+        paramGrid=grid, search={"type": "random", "nIter": 7, "randomState": 3}
+    )
+    first, second = planning.candidates(spec), planning.candidates(spec)
+    assert first == second
+    assert len(first) == 7
+    assert all(0.001 <= c["C"] <= 1000 for c in first)
+
+
+def test_grid_over_the_limit_is_rejected_before_listing() -> None:
+    """A runaway grid names the limit and how to raise it."""
+    spec = make_spec(
+        paramGrid={"C": list(range(1000)), "gamma": list(range(1000))},
+        search={"maxCandidates": 1000},
+    )
+    with pytest.raises(SpecError) as caught:
+        planning.candidates(spec)
+    assert caught.value.field == "spec.paramGrid"
+    assert "maxCandidates" in caught.value.message
+
+
+def test_a_million_tasks_plan_without_per_task_objects() -> None:
+    """10^6 tasks plan into index arrays, not a million Python objects."""
+    spec = make_spec(
+        paramGrid={"C": list(range(1000)), "gamma": list(range(200))},
+        sharding={"shards": 500},
+        search={"maxCandidates": 200_000},
+    )
+    plan = planning.make_plan(spec, n_splits=5)
+    assert plan.n_tasks == 1_000_000
+    assert plan.order.dtype == np.int64 and len(plan.order) == plan.n_tasks
+    sizes = np.diff(plan.bounds)
+    assert sizes.min() >= 1999 and sizes.max() <= 2001
+
+
+def test_fingerprint_ignores_resources_but_not_the_grid() -> None:
+    """Resources never change a score; the grid always does."""
+    base = planning.fingerprint(make_spec(), "sum", {"scikit-learn": "1"})
+    more_pods = planning.fingerprint(
+        make_spec(parallelism=9), "sum", {"scikit-learn": "1"}
+    )
+    other_grid = planning.fingerprint(
+        make_spec(paramGrid={"C": [1]}), "sum", {"scikit-learn": "1"}
+    )
+    assert base == more_pods
+    assert base != other_grid
