@@ -101,6 +101,12 @@ def _parser() -> argparse.ArgumentParser:
         help="shard index (default: $JOB_COMPLETION_INDEX)",
     )
     shard.add_argument("--shards", type=int, default=None, help="total shard count")
+    shard.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes (default: from the container's CPU limit)",
+    )
     _add_report_option(shard)
     shard.set_defaults(handler=_cmd_run_shard)
 
@@ -179,11 +185,16 @@ def _shard_index(given: int | None) -> int:
 
 
 def _cmd_run_shard(args: argparse.Namespace) -> int:
-    from kubegrid import context, execution
+    from kubegrid import context, execution, parallel
 
     index = _shard_index(args.index)
     ctx = context.prepare(_load(args.file), n_shards=args.shards)
-    report = execution.run_shard(ctx, index)
+    n_tasks = len(ctx.plan.task_ids(index))
+    budget = parallel.budget(n_tasks, ctx.estimator_jobs())
+    workers = args.workers or budget.workers
+    logger.info("shard %d: %s", index, budget.as_dict())
+    report = execution.run_shard(ctx, index, workers=workers)
+    report["budget"] = budget.as_dict()
     _report(args.report_to, report)
     print(json.dumps(report))
     return errors.EXIT_OK
@@ -244,6 +255,7 @@ def _cmd_sample_data(args: argparse.Namespace) -> int:
     import io
 
     import sklearn.datasets
+
     from kubegrid import storage
 
     loader = getattr(sklearn.datasets, _SAMPLES[args.name])

@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from kubegrid import data as datasets
-from kubegrid import estimators, planning, storage
-from kubegrid import spec as specs
-from kubegrid.errors import SpecError
 from sklearn.base import BaseEstimator
 from sklearn.model_selection import GridSearchCV
+
+from kubegrid import data as datasets
+from kubegrid import estimators, parallel, planning, storage
+from kubegrid import spec as specs
+from kubegrid.errors import SpecError
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,11 @@ class SearchContext:
             return_train_score=self.spec.return_train_score,
             error_score=self.spec.error_score_value,
         )
+
+    def estimator_jobs(self) -> int:
+        """The most threads one fit may take through its own ``n_jobs``."""
+        params = [self.estimator.get_params(deep=True), *self.plan.candidates]
+        return parallel.estimator_jobs(params)
 
     def scorers(self) -> Any:
         scorers, _ = self.search_cv()._get_scorers()

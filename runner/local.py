@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 import queue
 from collections.abc import Callable
 from typing import Any
 
-from kubegrid import execution, reducer
+from threadpoolctl import threadpool_limits
+
+from kubegrid import execution, parallel, reducer
 from kubegrid.context import SearchContext
 from kubegrid.errors import ResultsError
-from threadpoolctl import threadpool_limits
 
 logger = logging.getLogger(__name__)
 
@@ -27,9 +27,9 @@ _context: SearchContext | None = None
 _events: Any = None
 
 
-def default_workers() -> int:
-    """Usable cores: the CPU affinity mask, which honours taskset and cgroups."""
-    return max(1, len(os.sched_getaffinity(0)))
+def default_workers(ctx: SearchContext) -> int:
+    """Workers that, with each estimator's own n_jobs, fill the CPUs exactly."""
+    return parallel.budget(ctx.plan.n_tasks, ctx.estimator_jobs()).workers
 
 
 def run(
@@ -41,7 +41,7 @@ def run(
 
     ``on_progress(done, total)`` is called as tasks finish.
     """
-    workers = min(workers or default_workers(), ctx.plan.n_shards)
+    workers = min(workers or default_workers(ctx), ctx.plan.n_shards)
     shards = list(range(ctx.plan.n_shards))
     _run_shards(ctx, shards, workers, on_progress)
     try:
@@ -78,7 +78,7 @@ def _run_shards(
     # Fork workers from this process so they inherit the loaded data.
     fork = multiprocessing.get_context("fork")
     _context, _events = ctx, fork.SimpleQueue()
-    threads = max(1, default_workers() // workers)
+    threads = max(1, parallel.cpus() // workers)
     try:
         with fork.Pool(workers, initializer=_init_worker, initargs=(threads,)) as pool:
             pending = pool.map_async(_run_one, shards, chunksize=1)

@@ -23,14 +23,19 @@ from typing import Any
 
 import numpy as np
 import scipy.stats
-from kubegrid import spec as specs
-from kubegrid.errors import SpecError
 from sklearn.model_selection import ParameterGrid, ParameterSampler
 
-# Each auto-sized pod should get several shards over a search's life, so that
-# a slow shard does not hold up the tail; 4 per parallel slot was enough in
-# the benchmarks to keep both cores busy to the end.
-SHARDS_PER_SLOT = 4
+from kubegrid import spec as specs
+from kubegrid.errors import SpecError
+
+# Each parallel slot gets a few shards over a search's life, so that a slow
+# shard does not hold up the tail, but not many: every shard pays a pod start,
+# a data load and, for pipelines, one more fit of the shared prefix.
+SHARDS_PER_SLOT = 2
+
+# Shard sizes shrink linearly from the first to the last by this factor, so the
+# shards still running at the end are the short ones.
+TAIL_RATIO = 0.5
 
 
 @dataclass(frozen=True)
@@ -230,8 +235,23 @@ def make_plan(
     n_tasks = len(params) * n_splits
     shards = shard_count(spec, n_tasks) if n_shards is None else n_shards
     order = _shard_order(params, n_splits, _final_step(spec))
-    bounds = np.linspace(0, n_tasks, shards + 1).round().astype(np.int64)
-    return Plan(params, n_splits, shards, order, bounds)
+    return Plan(params, n_splits, shards, order, shard_bounds(n_tasks, shards))
+
+
+def shard_bounds(n_tasks: int, n_shards: int) -> np.ndarray:
+    """Where each shard starts in shard order, plus the end; sizes shrink.
+
+    Every shard gets at least one task when there are enough to go round.
+    """
+    weights = np.linspace(1.0, TAIL_RATIO, n_shards) if n_shards > 1 else np.ones(1)
+    ends = np.cumsum(weights) / weights.sum() * n_tasks
+    bounds = np.concatenate([[0], ends]).round().astype(np.int64)
+    if n_tasks >= n_shards:
+        # Rounding can leave a tiny shard empty; give each at least one task.
+        bounds = np.maximum(bounds, np.arange(n_shards + 1))
+        bounds = np.minimum(bounds, n_tasks - np.arange(n_shards, -1, -1))
+    bounds[-1] = n_tasks
+    return bounds
 
 
 def _final_step(spec: specs.GridSearchSpec) -> str | None:

@@ -34,12 +34,14 @@ def test_candidates_follow_scikit_learn_order() -> None:
     assert planning.candidates(spec) == list(ParameterGrid(spec.param_grid))
 
 
-@pytest.mark.parametrize("shards", [1, 3, 7, 30])
+@pytest.mark.parametrize("shards", [1, 3, 7, 30, 31])
 def test_every_task_lands_in_exactly_one_shard(shards: int) -> None:
     """Shards partition the task ids: none lost, none repeated."""
     plan = planning.make_plan(make_spec(), n_splits=5, n_shards=shards)
     seen = np.concatenate([plan.task_ids(i) for i in range(plan.n_shards)])
     assert sorted(seen.tolist()) == list(range(plan.n_tasks))
+    if plan.n_tasks >= shards:
+        assert all(len(plan.task_ids(i)) >= 1 for i in range(plan.n_shards))
 
 
 def test_same_spec_same_plan() -> None:
@@ -62,13 +64,16 @@ def test_shards_group_tasks_sharing_a_pipeline_prefix() -> None:
         },
         paramGrid={"pca__n_components": [5, 10], "svc__C": [1, 10, 100, 1000]},
     )
-    plan = planning.make_plan(spec, n_splits=3, n_shards=6)
+    plan = planning.make_plan(spec, n_splits=3, n_shards=4)
+    prefix_fits = 0
     for shard in range(plan.n_shards):
         pairs = {
             (plan.candidates[c]["pca__n_components"], s) for c, s in plan.tasks(shard)
         }
-        # 24 tasks over 6 shards: each shard fits one (prefix, split) pair.
-        assert len(pairs) == 1
+        prefix_fits += len(pairs)
+    # 6 (prefix, split) pairs of 4 tasks cut into 4 shards: each cut between
+    # shards costs at most one extra prefix fit, never one per task.
+    assert prefix_fits <= 6 + plan.n_shards - 1
 
 
 def test_random_search_is_reproducible_and_seeded() -> None:
@@ -106,7 +111,10 @@ def test_a_million_tasks_plan_without_per_task_objects() -> None:
     assert plan.n_tasks == 1_000_000
     assert plan.order.dtype == np.int64 and len(plan.order) == plan.n_tasks
     sizes = np.diff(plan.bounds)
-    assert sizes.min() >= 1999 and sizes.max() <= 2001
+    assert sizes.sum() == plan.n_tasks
+    # Later shards are smaller, so the tail of a search is short.
+    assert sizes[0] > sizes[-1] > 0
+    assert np.all(np.diff(sizes) <= 1)
 
 
 def test_fingerprint_ignores_resources_but_not_the_grid() -> None:

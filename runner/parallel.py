@@ -1,0 +1,96 @@
+"""How many worker processes and threads a process may use, never oversubscribed.
+
+Called by the shard runner in a pod and by ``kubegrid run``. The budget is the
+CPU the container may really use: its cgroup quota when it has one (a pod's
+``resources.limits.cpu``), else the CPUs this process may be scheduled on. It
+is shared out in two levels that multiply: worker processes, and inside each
+the threads of BLAS/OpenMP and of an estimator's own ``n_jobs``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+_CGROUP_V2 = Path("/sys/fs/cgroup/cpu.max")
+_CGROUP_V1_QUOTA = Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
+_CGROUP_V1_PERIOD = Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Worker processes and threads per worker; their product fits the CPUs."""
+
+    cpus: int
+    workers: int
+    threads: int
+    estimator_jobs: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "cpus": self.cpus,
+            "workers": self.workers,
+            "threadsPerWorker": self.threads,
+            "estimatorJobs": self.estimator_jobs,
+        }
+
+
+def cpu_limit() -> float | None:
+    """The cgroup CPU quota in CPUs, or None when the cgroup sets none."""
+    try:
+        quota, period = _CGROUP_V2.read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int(_CGROUP_V1_QUOTA.read_text())
+        period_us = int(_CGROUP_V1_PERIOD.read_text())
+        return None if quota_us <= 0 else quota_us / period_us
+    except (OSError, ValueError):
+        return None
+
+
+def cpus() -> int:
+    """Whole CPUs this process may use: the quota if any, capped by affinity."""
+    usable = len(os.sched_getaffinity(0))
+    limit = cpu_limit()
+    if limit is None:
+        return usable
+    # A fractional quota (1.5 CPUs) cannot keep two busy processes fed.
+    return max(1, min(usable, math.floor(limit)))
+
+
+def estimator_jobs(params: list[dict[str, Any]]) -> int:
+    """The largest ``n_jobs`` an estimator will use, given its params and grid.
+
+    ``-1`` means "every CPU", which the budget counts as all of them.
+    """
+    largest = 1
+    for mapping in params:
+        for name, value in mapping.items():
+            if name == "n_jobs" or name.endswith("__n_jobs"):
+                if value == -1 or (isinstance(value, int) and value < -1):
+                    return -1
+                if isinstance(value, int):
+                    largest = max(largest, value)
+    return largest
+
+
+def budget(n_tasks: int, jobs: int = 1, total: int | None = None) -> Budget:
+    """Split ``total`` CPUs between workers and threads for ``n_tasks`` tasks.
+
+    An estimator that runs ``jobs`` threads of its own gets that many CPUs per
+    worker, so that the search's parallelism and the estimator's never
+    multiply past the machine.
+    """
+    total = total or cpus()
+    per_worker = total if jobs == -1 else max(1, min(jobs, total))
+    workers = max(1, min(total // per_worker, n_tasks))
+    threads = max(1, total // workers)
+    return Budget(total, workers, threads, per_worker)
