@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import botocore.exceptions
+import kubernetes
 import pytest
 
 from tests.support import manifests
@@ -46,6 +47,12 @@ def pods_of(kube: Kube, job: str) -> list[dict[str, Any]]:
 
 def terminated(pod: dict[str, Any]) -> dict[str, Any]:
     return pod["status"]["containerStatuses"][0]["state"].get("terminated") or {}
+
+
+def fetch(kube: Kube, resource: str, name: str) -> dict[str, Any]:
+    obj = kube.get(resource, NS, name)
+    assert obj is not None, f"{resource} {name} does not exist"
+    return obj
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -100,6 +107,19 @@ def test_failing_index_is_retried_per_index_then_job_fails(
         == job["metadata"]["uid"]
     )
 
+    # The official client must be able to deserialise what the harness wrote.
+    client = kube.api_client()
+    read: Any = kubernetes.client.BatchV1Api(client).read_namespaced_job_status(
+        "gs-fail", NS
+    )
+    assert read.status.failed_indexes == "2"
+    assert [c.type for c in read.status.conditions][-1] == "Failed"
+    pods: list[Any] = kubernetes.client.CoreV1Api(client).list_namespaced_pod(NS).items
+    reasons = sorted(
+        p.status.container_statuses[0].state.terminated.reason for p in pods
+    )
+    assert reasons == ["Completed"] * 3 + ["Error"] * 2
+
 
 def test_succeeding_job_completes_with_logs_per_index(
     kube: Kube, job_controller: JobController
@@ -135,6 +155,24 @@ def test_fail_index_rule_skips_retries(
 
     assert job["status"]["failedIndexes"] == "1"
     assert job_controller.starts(NS, "fi")[1] == 1
+
+
+def test_max_failed_indexes_fails_the_job_early(
+    kube: Kube, job_controller: JobController
+) -> None:
+    body = manifests.python_job(
+        "mfi",
+        "raise SystemExit(1)",
+        completions=4,
+        parallelism=1,
+        backoffLimitPerIndex=0,
+        maxFailedIndexes=0,
+    )
+    kube.client().create(JOBS, NS, body)
+    job = job_controller.wait_finished(NS, "mfi")
+
+    assert conditions(job)[-1] == ("Failed", "True", "MaxFailedIndexesExceeded")
+    assert job_controller.starts(NS, "mfi") == {0: 1}
 
 
 def test_ignore_rule_reruns_without_counting(
@@ -303,24 +341,23 @@ def test_gc_deletes_children_of_a_deleted_owner(
 
 
 def test_generation_moves_on_spec_changes_only(kube: Kube) -> None:
-    crd = kube.api_client()
-    import kubernetes  # late: the emulator's kubeconfig is passed explicitly
-
-    api = kubernetes.client.CustomObjectsApi(crd)
+    api = kubernetes.client.CustomObjectsApi(kube.api_client())
     args = ("kubegrid.io", "v1alpha1", NS, "gridsearches")
+    # 201 on create is what makes the client return the body at all.
     created = api.create_namespaced_custom_object(
         *args, manifests.grid_search("g", {"a": 1})
     )
+    assert isinstance(created, dict)
     assert created["metadata"]["generation"] == 1 and created["metadata"]["uid"]
 
     api.patch_namespaced_custom_object(*args, "g", {"metadata": {"labels": {"x": "y"}}})
     api.patch_namespaced_custom_object_status(
         *args, "g", {"status": {"phase": "Running"}}
     )
-    assert kube.get(GRIDSEARCH, NS, "g")["metadata"]["generation"] == 1
+    assert fetch(kube, GRIDSEARCH, "g")["metadata"]["generation"] == 1
 
     api.patch_namespaced_custom_object(*args, "g", {"spec": {"a": 2}})
-    assert kube.get(GRIDSEARCH, NS, "g")["metadata"]["generation"] == 2
+    assert fetch(kube, GRIDSEARCH, "g")["metadata"]["generation"] == 2
 
 
 def test_status_subresource_is_isolated(kube: Kube) -> None:
@@ -330,14 +367,12 @@ def test_status_subresource_is_isolated(kube: Kube) -> None:
     api.patch(
         GRIDSEARCH, NS, "iso", {"spec": {"a": 99}, "status": {"phase": "Ok"}}, "status"
     )
-    obj = kube.get(GRIDSEARCH, NS, "iso")
+    obj = fetch(kube, GRIDSEARCH, "iso")
     assert obj["spec"] == {"a": 1}
     assert obj["status"] == {"phase": "Ok"}
 
 
 def test_request_log_counts_only_code_under_test(kube: Kube) -> None:
-    import kubernetes
-
     kube.client().create(GRIDSEARCH, NS, manifests.grid_search("c"))  # harness traffic
     since = kube.mark()
     api = kubernetes.client.CustomObjectsApi(kube.api_client())
@@ -408,3 +443,9 @@ def test_operator_process_starts_kills_and_restarts(
     kube.wait_for(GRIDSEARCH, NS, "second", lambda o: "seenBy" in o.get("status", {}))
     assert proc.generation == 2
     assert "mark_seen" in proc.log(all_runs=True)
+
+    # kopf's finalizer (a JSON patch guarded by resourceVersion) must let go.
+    assert fetch(kube, GRIDSEARCH, "second")["metadata"].get("finalizers")
+    api.delete(GRIDSEARCH, NS, "second")
+    wait_until(lambda: kube.get(GRIDSEARCH, NS, "second") is None)
+    assert "demo-operator released second" in proc.log()

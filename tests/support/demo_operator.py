@@ -14,3 +14,10 @@ import kopf
 def mark_seen(patch: kopf.Patch, **_: Any) -> None:
     # The test waits for this field to know the operator handled the object.
     patch.status["seenBy"] = "demo-operator"
+
+
+@kopf.on.delete("kubegrid.io", "v1alpha1", "gridsearches")
+def note_deletion(logger: kopf.Logger, name: str | None, **_: Any) -> None:
+    # Having a deletion handler makes kopf add (and later remove) a finalizer,
+    # which exercises the emulator's JSON-patch and finalizer paths.
+    logger.info(f"demo-operator released {name}")

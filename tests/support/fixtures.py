@@ -101,6 +101,10 @@ def make_job_controller(
     yield make
     for controller in started:
         controller.stop()
+    # A harness that failed silently would make the test's verdict meaningless.
+    errors = [error for controller in started for error in controller.errors]
+    if errors:
+        pytest.fail(f"the job controller harness failed: {errors!r}")
 
 
 @pytest.fixture

@@ -390,13 +390,17 @@ class JobController:
     def _create_pod(self, run: JobRun, pod: dict[str, Any]) -> None:
         assert self._api is not None
         name = pod["metadata"]["name"]
-        container = pod["spec"]["containers"][0].get("name", "main")
+        container = pod["spec"]["containers"][0]
+        # name, image, imageID, ready and restartCount are required by the
+        # `kubernetes` client's models: without them, reading the pod fails.
         running = {
             "phase": "Running",
             "startTime": now_iso(),
             "containerStatuses": [
                 {
-                    "name": container,
+                    "name": container.get("name", "main"),
+                    "image": container.get("image", ""),
+                    "imageID": "",
                     "ready": True,
                     "restartCount": 0,
                     "state": {"running": {"startedAt": now_iso()}},

@@ -27,6 +27,7 @@ test code may block freely on `kubernetes` client calls.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import copy
 import dataclasses
 import datetime
@@ -39,7 +40,10 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import aiohttp.test_utils
 import aiohttp.web
+import jsonpatch
+import jsonpointer
 import kmock
 import yaml
 from kmock._internal import dicts as kmock_dicts  # private: kmock is pinned to 0.8
@@ -111,10 +115,10 @@ class Emulator(kmock.KubernetesEmulator):
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         self._record(request)
-        if isinstance(request.data, dict) and request.resource is not None:
-            if request.action == kmock.action.CREATE:
+        if request.resource is not None:
+            if request.action == kmock.action.CREATE and isinstance(request.data, dict):
                 self._prepare_create(request)
-            elif request.action == kmock.action.UPDATE:
+            elif request.action == kmock.action.UPDATE and request.data is not None:
                 await self._prepare_update(request)
         response = await super()._handle(request)
 
@@ -143,7 +147,8 @@ class Emulator(kmock.KubernetesEmulator):
     def _has_status_subresource(self, request: kmock.Request) -> bool:
         resource = request.resource
         return (
-            resource in self.resources
+            resource is not None
+            and resource in self.resources
             and "status" in self.resources[resource].subresources
         )
 
@@ -164,46 +169,97 @@ class Emulator(kmock.KubernetesEmulator):
             data.pop("status", None)
 
     async def _prepare_update(self, request: kmock.Request) -> None:
+        """Make a PATCH behave like the API server's before kmock applies it."""
+        old = await self._current_object(request)
+        if old is None:
+            return  # kmock answers 404 itself
+        if isinstance(request.data, list):
+            self._prepare_json_patch(request, old)
+        else:
+            self._prepare_merge_patch(request, old)
+
+    def _prepare_merge_patch(self, request: kmock.Request, old: dict[str, Any]) -> None:
         data: dict[str, Any] = request.data
-        to_status = request.subresource == "status"
+        meta = data.setdefault("metadata", {})
+
+        # A resourceVersion in the patch is a precondition, as upstream.
+        expected = meta.pop("resourceVersion", None)
+        if expected is not None and expected != old["metadata"].get("resourceVersion"):
+            raise kmock.KubernetesError(409, "Conflict", "the object has been modified")
 
         # Mirror the status subresource contract: each endpoint owns its half.
         if self._has_status_subresource(request):
-            if to_status:
+            if request.subresource == "status":
                 kept = {"status": data["status"]} if "status" in data else {}
                 data.clear()
                 data.update(kept)
             else:
                 data.pop("status", None)
 
-        # Clients must not move server-owned fields; the server then bumps them.
+        # Clients must not move server-owned fields; the server bumps them.
         meta = data.setdefault("metadata", {})
-        for key in ("uid", "generation", "creationTimestamp", "resourceVersion"):
+        for key in ("uid", "generation", "creationTimestamp"):
             meta.pop(key, None)
-        meta["resourceVersion"] = str(next(self.rv_counter))
-        if not to_status and await self._changes_generation(request):
-            meta["generation"] = await self._current_generation(request) + 1
+        meta.update(self._bumps(request, old, _apply(old, data)))
+
+    def _prepare_json_patch(self, request: kmock.Request, old: dict[str, Any]) -> None:
+        ops: list[dict[str, Any]] = request.data
+        if self._has_status_subresource(request):
+            to_status = request.subresource == "status"
+            ops[:] = [
+                op for op in ops if op["op"] == "test" or _is_status_op(op) == to_status
+            ]
+
+        # kopf guards its JSON patches with a resourceVersion `test` op; a
+        # failed test is 422 upstream, which kopf expects in order to retry.
+        try:
+            new = jsonpatch.apply_patch(old, ops)
+        except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
+            raise kmock.KubernetesError(422, "Invalid", str(exc)) from exc
+        for key, value in self._bumps(request, old, new).items():
+            ops.append({"op": "add", "path": f"/metadata/{key}", "value": value})
+
+    def _bumps(
+        self, request: kmock.Request, old: dict[str, Any], new: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The new resourceVersion, and generation if the spec-like part changed."""
+        bumps: dict[str, Any] = {"resourceVersion": str(next(self.rv_counter))}
+        if request.subresource != "status" and _generation_part(
+            old
+        ) != _generation_part(new):
+            bumps["generation"] = int(old["metadata"].get("generation") or 1) + 1
+        return bumps
 
     async def _current_object(self, request: kmock.Request) -> dict[str, Any] | None:
+        if request.resource is None or request.name is None:
+            return None
         key = (request.resource, request.namespace, request.name)
         async with self._lock:
             if key not in self.objects or self.objects[key].deleted:
                 return None
             return copy.deepcopy(self.objects[key].raw)
 
-    async def _current_generation(self, request: kmock.Request) -> int:
-        obj = await self._current_object(request) or {}
-        return int(obj.get("metadata", {}).get("generation") or 1)
 
-    async def _changes_generation(self, request: kmock.Request) -> bool:
-        old = await self._current_object(request)
-        if old is None:
-            return False  # kmock answers 404 itself
-        try:
-            new = kmock_dicts.patch_dict(old, request.data)
-        except Exception:  # a malformed patch: let kmock report it
-            return False
-        return _generation_part(old) != _generation_part(dict(new))
+def _apply(old: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """The object after a merge patch (kmock's own semantics: null deletes)."""
+    return dict(kmock_dicts.patch_dict(old, patch))
+
+
+def _is_status_op(op: dict[str, Any]) -> bool:
+    return op["path"] == "/status" or op["path"].startswith("/status/")
+
+
+class _QuickStopServer(aiohttp.test_utils.RawTestServer):
+    """aiohttp's test server, but it does not wait a minute for open watches.
+
+    kmock never ends a watch stream by itself, so a client left watching
+    (kopf, a test) would hold the default 60 s graceful shutdown.
+    """
+
+    async def _make_runner(self, debug: bool = True, **kwargs: Any) -> Any:
+        runner = await super()._make_runner(debug=debug, **kwargs)
+        runner._shutdown_timeout = 0.5  # private, as aiohttp itself sets it
+        return runner
 
 
 class Kube:
@@ -267,7 +323,11 @@ class Kube:
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-        async with self.emulator, kmock.Server(self.emulator) as server:
+        server_cls = _QuickStopServer
+        async with (
+            self.emulator,
+            kmock.Server(self.emulator, server_cls=server_cls) as server,
+        ):
             self.url = f"http://{server.host}:{server.port}"
             self._ready.set()
             await self._stopping.wait()
@@ -327,11 +387,11 @@ class Kube:
 
     def history(
         self, resource: str, namespace: str | None, name: str
-    ) -> list[dict | None]:
+    ) -> builtins.list[dict | None]:
         """Every stored version of an object, None marking deletions."""
         key = (kmock.resource(resource), namespace, name)
 
-        def pick() -> list[dict | None]:
+        def pick() -> builtins.list[dict | None]:
             if key not in self.emulator.objects:
                 return []
             versions = self.emulator.objects[key].history
@@ -378,7 +438,7 @@ class Kube:
         since: int = 0,
         include_harness: bool = False,
         **match: str | None,
-    ) -> list[RequestRecord]:
+    ) -> builtins.list[RequestRecord]:
         """Logged requests from `since`, filtered by equality on record fields.
 
         Example: ``kube.requests(method="PATCH", plural="gridsearches", name="gs1")``.

@@ -201,7 +201,9 @@ def _rewrite_paths(value: str, mounts: Mapping[str, pathlib.Path]) -> str:
     for mount_path in sorted(mounts, key=len, reverse=True):
         # Only whole path components: /etc/kube must not match /etc/kubegrid.
         pattern = re.escape(mount_path) + r"(?=/|$|[^\w.-])"
-        value = re.sub(pattern, lambda _, p=mount_path: str(mounts[p]), value)
+        # Escaped, so that backslashes in a local path are not read as groups.
+        local = str(mounts[mount_path]).replace("\\", "\\\\")
+        value = re.sub(pattern, local, value)
     return value
 
 
@@ -218,9 +220,9 @@ def _resolve_env(
         for key, value in _env_from(source, api, namespace).items():
             env[prefix + key] = value
     for var in container.get("env") or []:
-        value = _env_value(var, pod, api, namespace)
-        if value is not None:
-            env[var["name"]] = _expand(value, env)
+        resolved = _env_value(var, pod, api, namespace)
+        if resolved is not None:
+            env[var["name"]] = _expand(resolved, env)
     return env
 
 
