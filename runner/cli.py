@@ -6,6 +6,7 @@ Subcommands::
     kubegrid run-shard FILE        one shard (a Job pod: index from the environment)
     kubegrid reduce FILE           merge partial results into the artifacts
     kubegrid validate FILE         check a manifest (add --data to load the data too)
+    kubegrid report SOURCE         draw report.html again from a search's results
     kubegrid sample-data NAME DEST write a dataset scikit-learn ships (digits, iris…)
 
 Exit codes follow :mod:`kubegrid.errors`: 2 for a user's mistake (no
@@ -121,6 +122,15 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("--data", action="store_true", help="also load the data")
     validate.set_defaults(handler=_cmd_validate)
 
+    report = commands.add_parser(
+        "report", help="draw the results report again from the artifacts"
+    )
+    report.add_argument(
+        "source", help="GridSearch manifest, or its output location (dir or s3://)"
+    )
+    report.add_argument("--endpoint-url", default=None, help="S3 endpoint")
+    report.set_defaults(handler=_cmd_report)
+
     sample = commands.add_parser(
         "sample-data", help="write a dataset that scikit-learn ships"
     )
@@ -223,6 +233,7 @@ def _brief(summary: dict[str, Any]) -> dict[str, Any]:
     return {k: summary[k] for k in keys if k in summary} | {
         "resultsUri": summary["artifacts"]["cvResults"],
         "summaryUri": summary["artifacts"]["summary"],
+        "reportUri": summary["artifacts"].get("reportUri"),
     }
 
 
@@ -239,6 +250,26 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     else:
         _, candidates = context.check_without_data(manifest)
         print(f"ok: {len(candidates)} candidates")
+    return errors.EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from kubegrid import data, report, results, storage
+
+    # A manifest says where its output is and how to reach it; otherwise the
+    # source is that output location itself.
+    if args.source.endswith((".yaml", ".yml")) and os.path.isfile(args.source):
+        spec = _load(args.source).spec
+        output, location = spec.output.uri, data.location_of(spec)
+    else:
+        output, location = args.source, storage.Location(args.endpoint_url)
+    store = storage.open_store(output, location)
+    if not store.exists(results.SUMMARY):
+        raise errors.SpecError(
+            "source", f"no summary.json under {output}: has the search finished?"
+        )
+    names = report.rebuild(store)
+    print(f"report: {output.rstrip('/')}/{names[0]} ({len(names) - 1} figures)")
     return errors.EXIT_OK
 
 

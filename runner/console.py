@@ -10,8 +10,6 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from kubegrid import results
-from kubegrid.context import SearchContext
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -22,6 +20,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+
+from kubegrid import results
+from kubegrid.context import SearchContext
 
 _out = Console()
 _err = Console(stderr=True)
@@ -88,5 +89,22 @@ def outcome(ctx: SearchContext, summary: dict[str, Any], top: int = 5) -> None:
     if "bestParams" in summary:
         _out.print(f"best params: {summary['bestParams']}", highlight=False)
         _out.print(f"best score ({metric}): {summary['bestScore']}", highlight=False)
+    if "holdout" in summary:
+        _holdout(summary["holdout"])
     for name, uri in summary["artifacts"].items():
         _out.print(f"{name}: {uri}", highlight=False)
+
+
+def _holdout(brief: dict[str, Any]) -> None:
+    """The refit model on the test rows, each metric in its own units."""
+    values = ", ".join(f"{k} {v:.6g}" for k, v in brief["metricValues"].items())
+    _out.print(f"holdout ({brief['nSamples']} rows): {values}", highlight=False)
+    threshold = brief.get("threshold")
+    if threshold:
+        default, tuned = threshold["default"], threshold["tuned"]
+        _out.print(
+            f"threshold for {threshold['metric']}: tuned {tuned['threshold']:.4g} "
+            f"gives {tuned['metricValue']:.6g}, default {default['threshold']:.4g} "
+            f"gives {default['metricValue']:.6g}",
+            highlight=False,
+        )

@@ -19,7 +19,7 @@ from sklearn.base import BaseEstimator
 from sklearn.model_selection import GridSearchCV
 
 from kubegrid import data as datasets
-from kubegrid import estimators, parallel, planning, storage
+from kubegrid import estimators, holdout, metrics, parallel, planning, storage
 from kubegrid import spec as specs
 from kubegrid.errors import SpecError
 
@@ -38,6 +38,8 @@ class SearchContext:
     fingerprint: str
     versions: dict[str, str]
     warnings: list[str] = field(default_factory=list)
+    # The test rows kept out of the search (spec.dataset.holdout), if any.
+    holdout: datasets.Data | None = None
 
     @property
     def spec(self) -> specs.GridSearchSpec:
@@ -51,7 +53,7 @@ class SearchContext:
         return GridSearchCV(
             self.estimator,
             param_grid={},
-            scoring=self.spec.scoring,
+            scoring=metrics.for_search(self.spec.scoring),
             refit=self.spec.refit,
             return_train_score=self.spec.return_train_score,
             error_score=self.spec.error_score_value,
@@ -94,6 +96,9 @@ def check_without_data(
     estimator = estimators.build(spec.estimator)
     estimators.check_grid_names(estimator, spec.param_grid)
     candidate_params = planning.candidates(spec)
+    holdout.check_statically(spec)
+    metrics.check_estimator(spec.scoring, estimator, candidate_params)
+    holdout.check_estimator(spec, estimator)
     return estimator, candidate_params
 
 
@@ -105,6 +110,11 @@ def prepare(manifest: specs.GridSearch, n_shards: int | None = None) -> SearchCo
     # The data: columns must exist and suit the estimator before any fit.
     data = datasets.load(spec)
     datasets.check_fits_estimator(data, estimator)
+
+    # The test rows leave here, in every process alike: nothing below sees them.
+    data, test = holdout.split(spec, data, estimator)
+    metrics.check_target(spec.scoring, data.y)
+    holdout.check_target(spec, data.y)
 
     # Splits are computed once, here, exactly as GridSearchCV computes them,
     # and every candidate is evaluated on these same folds.
@@ -124,5 +134,5 @@ def prepare(manifest: specs.GridSearch, n_shards: int | None = None) -> SearchCo
     for note in notes:
         logger.warning("%s", note)
     return SearchContext(
-        manifest, estimator, data, splits, plan, fingerprint, versions, notes
+        manifest, estimator, data, splits, plan, fingerprint, versions, notes, test
     )

@@ -16,16 +16,18 @@ import functools
 import importlib
 import inspect
 import logging
+import pkgutil
 from collections.abc import Callable
 from typing import Any
 
-from kubegrid import spec as specs
-from kubegrid.errors import SpecError
 from pydantic.alias_generators import to_camel
 from sklearn.base import BaseEstimator, is_classifier
-from sklearn.metrics import get_scorer_names
 from sklearn.model_selection import check_cv
 from sklearn.pipeline import Pipeline
+
+from kubegrid import holdout, metrics
+from kubegrid import spec as specs
+from kubegrid.errors import SpecError
 
 logger = logging.getLogger(__name__)
 
@@ -48,10 +50,12 @@ def import_class(path: str, field: str) -> type:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
+        sibling = _close_module(module_name)
+        hint = f"did you mean {sibling}.{class_name}? " if sibling else ""
         raise SpecError(
             field,
-            f"cannot import module {module_name!r} for {path!r} ({exc}); check the "
-            "spelling, or use an image that has the package installed",
+            f"cannot import module {module_name!r} for {path!r} ({exc}); {hint}check "
+            "the spelling, or use an image that has the package installed",
         ) from None
     try:
         found = getattr(module, class_name)
@@ -65,6 +69,22 @@ def import_class(path: str, field: str) -> type:
     if not (isinstance(found, type) and hasattr(found, "get_params")):
         raise SpecError(field, f"{path!r} is not a scikit-learn estimator class")
     return found
+
+
+def _close_module(module_name: str) -> str | None:
+    """A sibling of a misspelt module (``sklearn.svmm`` → ``sklearn.svm``)."""
+    parent, _, name = module_name.rpartition(".")
+    try:
+        package = importlib.import_module(parent) if parent else None
+    except ImportError:
+        return None
+    search_path = getattr(package, "__path__", None)
+    if search_path is None:
+        return None
+    siblings = [m.name for m in pkgutil.iter_modules(search_path)]
+    siblings = [m for m in siblings if not m.startswith("_")]
+    close = difflib.get_close_matches(name, siblings, n=1)
+    return f"{parent}.{close[0]}" if close else None
 
 
 def build(
@@ -129,26 +149,9 @@ def check_grid_names(
                 raise SpecError(f"{prefix}.{name}", _unknown_param(owner, name, valid))
 
 
-def check_scoring(scoring: str | list[str] | dict[str, str] | None) -> None:
-    """Every scorer must be one scikit-learn knows by name."""
-    known = sorted(get_scorer_names())
-    if scoring is None:
-        return
-    if isinstance(scoring, str):
-        entries = [("spec.scoring", scoring)]
-    elif isinstance(scoring, list):
-        entries = [(f"spec.scoring[{i}]", name) for i, name in enumerate(scoring)]
-    else:
-        entries = [(f"spec.scoring.{key}", name) for key, name in scoring.items()]
-    for field, name in entries:
-        if name not in known:
-            close = difflib.get_close_matches(name, known, n=3)
-            hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
-            raise SpecError(
-                field,
-                f"unknown scorer {name!r}; {hint}see sklearn.metrics.get_scorer_names()"
-                " for the full list",
-            )
+def check_scoring(scoring: metrics.Scoring) -> None:
+    """Every scorer name is one scikit-learn knows; declared metrics are sound."""
+    metrics.check_scoring(scoring)
 
 
 def build_cv(cv: int | specs.CV, estimator: BaseEstimator, y: Any) -> Any:
@@ -231,6 +234,7 @@ def check_statically(spec: specs.GridSearchSpec) -> None:
     """
     check_scoring(spec.scoring)
     check_reproducible(spec)
+    holdout.check_statically(spec)
     catalogue = sklearn_catalogue()
     paths = spec.estimator.class_paths()
     for i, path in enumerate(paths):
@@ -246,5 +250,7 @@ def check_statically(spec: specs.GridSearchSpec) -> None:
     if all(path in catalogue for path in paths):
         estimator = build(spec.estimator, resolve=lambda path, _: catalogue[path])
         check_grid_names(estimator, spec.param_grid)
+        metrics.check_estimator(spec.scoring, estimator)
+        holdout.check_estimator(spec, estimator)
     if isinstance(spec.cv, specs.CV):
         build_cv(spec.cv, Pipeline([("x", None)]), None)

@@ -9,6 +9,8 @@ Artifacts, under the output location::
 
     cv_results.parquet, cv_results.csv   one row per candidate
     best_estimator.joblib                 refit on all the data (when refit asks)
+    holdout.json, tuned_estimator.joblib  the refit model on the test rows
+    report.html, report-*.png             the report (see kubegrid.report)
     summary.json                          written last: its presence means done
 
 Re-running the reducer rewrites the same artifacts from the same partials.
@@ -26,11 +28,12 @@ from typing import Any
 
 import joblib
 import numpy as np
-from kubegrid import partials, results
-from kubegrid.context import SearchContext
-from kubegrid.errors import FitError, ResultsError
 from sklearn.base import clone
 from sklearn.model_selection._validation import _warn_or_raise_about_fit_failures
+
+from kubegrid import holdout, metrics, partials, report, results
+from kubegrid.context import SearchContext
+from kubegrid.errors import FitError, ResultsError
 
 logger = logging.getLogger(__name__)
 
@@ -91,10 +94,14 @@ def reduce(ctx: SearchContext) -> dict[str, Any]:
     # Artifacts first, the summary last: a reader who finds summary.json
     # finds everything it points to.
     results.write_cv_results(store, table)
-    refit_seconds = None
+    model, refit_seconds = None, None
     if best is not None and ctx.spec.refit:
-        refit_seconds = _refit(ctx, table["params"][best])
+        model, refit_seconds = _refit(ctx, table["params"][best])
     summary = _summary(ctx, table, best, records, refit_seconds, started)
+    evaluation = None
+    if model is not None and ctx.holdout is not None:
+        evaluation = _evaluate_holdout(ctx, model, summary)
+    _write_report(ctx, table, summary, evaluation)
     store.write(
         results.SUMMARY, json.dumps(summary, indent=2, default=_json_default).encode()
     )
@@ -107,7 +114,7 @@ def reduce(ctx: SearchContext) -> dict[str, Any]:
     return summary
 
 
-def _refit(ctx: SearchContext, params: dict[str, Any]) -> float:
+def _refit(ctx: SearchContext, params: dict[str, Any]) -> tuple[Any, float]:
     # Exactly GridSearchCV's refit: a fresh clone with the best params,
     # fitted on all the data.
     started = time.perf_counter()
@@ -117,7 +124,47 @@ def _refit(ctx: SearchContext, params: dict[str, Any]) -> float:
     buffer = io.BytesIO()
     joblib.dump(model, buffer)
     ctx.output().write(results.BEST_ESTIMATOR, buffer.getvalue())
-    return seconds
+    return model, seconds
+
+
+def _evaluate_holdout(
+    ctx: SearchContext, model: Any, summary: dict[str, Any]
+) -> dict[str, Any]:
+    """Score the refit model on the test rows; write holdout.json (and the
+    threshold-tuned model); put the scores into the summary."""
+    assert ctx.holdout is not None
+    evaluation, tuned = holdout.evaluate(ctx.spec, model, ctx.data, ctx.holdout)
+    store = ctx.output()
+    store.write(
+        results.HOLDOUT,
+        json.dumps(evaluation, indent=2, default=_json_default).encode(),
+    )
+    base = ctx.spec.output.uri.rstrip("/")
+    summary["artifacts"]["holdout"] = f"{base}/{results.HOLDOUT}"
+    if tuned is not None:
+        buffer = io.BytesIO()
+        joblib.dump(tuned, buffer)
+        store.write(results.TUNED_ESTIMATOR, buffer.getvalue())
+        summary["artifacts"]["tunedEstimator"] = f"{base}/{results.TUNED_ESTIMATOR}"
+    summary["holdout"] = holdout.brief(evaluation)
+    return evaluation
+
+
+def _write_report(
+    ctx: SearchContext,
+    table: dict[str, Any],
+    summary: dict[str, Any],
+    evaluation: dict[str, Any] | None,
+) -> None:
+    # The report explains results; failing to draw it must not lose them.
+    try:
+        report.write(ctx.output(), table, summary, evaluation)
+    except Exception as exc:
+        logger.exception("the report could not be drawn")
+        summary["warnings"].append(f"report not written: {type(exc).__name__}: {exc}")
+        return
+    base = ctx.spec.output.uri.rstrip("/")
+    summary["artifacts"]["reportUri"] = f"{base}/{results.REPORT}"
 
 
 def _as_fit_and_score_output(record: partials.Record) -> dict[str, Any]:
@@ -169,6 +216,8 @@ def _summary(
         "fitErrors": _error_summary(errors),
         "refitMetric": spec.refit_metric,
         "metrics": spec.metric_names,
+        "greaterIsBetter": metrics.greater_is_better(spec.scoring),
+        "scorers": metrics.describe(spec.scoring),
         "datasetChecksum": ctx.data.checksum,
         "nSamples": ctx.data.n_samples,
         "versions": ctx.versions,

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from kubegrid.storage import Store
 
 CV_RESULTS_PARQUET = "cv_results.parquet"
@@ -23,6 +24,8 @@ CV_RESULTS_CSV = "cv_results.csv"
 SUMMARY = "summary.json"
 BEST_ESTIMATOR = "best_estimator.joblib"
 REPORT = "report.html"
+HOLDOUT = "holdout.json"
+TUNED_ESTIMATOR = "tuned_estimator.joblib"
 
 
 def artifact_uris(output: str, with_model: bool) -> dict[str, str]:

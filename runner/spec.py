@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from kubegrid.errors import SpecError
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -29,6 +28,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+
+from kubegrid.errors import SpecError
 
 API_VERSION = "kubegrid.io/v1alpha1"
 KIND = "GridSearch"
@@ -222,6 +223,20 @@ class CV(_Model):
     max_train_size: Annotated[int, Field(ge=1)] | None = None
     gap: Annotated[int, Field(ge=0)] | None = None
 
+    @field_validator("splitter", mode="before")
+    @classmethod
+    def _known_splitter(cls, value: Any) -> Any:
+        # Checked here rather than by the Literal, whose message lists every
+        # name but cannot point at the one the user meant.
+        if isinstance(value, str) and value not in SPLITTERS:
+            close = difflib.get_close_matches(value, SPLITTERS, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(
+                f"unknown splitter {value!r}; {hint}kubegrid supports "
+                f"{', '.join(SPLITTERS)}"
+            )
+        return value
+
 
 class Output(_Model):
     """Where results go: ``s3://bucket/prefix`` or a local directory."""
@@ -278,6 +293,42 @@ class Job(_Model):
     ttl_seconds_after_finished: Annotated[int, Field(ge=0)] = 86_400
 
 
+ResponseMethod = Literal["predict", "predict_proba", "decision_function"]
+
+
+class CostMatrix(_Model):
+    """The cost of each outcome: ``costs[i][j]`` for true ``labels[i]``
+    predicted as ``labels[j]``. Checked in :mod:`kubegrid.metrics`."""
+
+    labels: Annotated[list[int | str | bool], Field(min_length=2)]
+    costs: list[list[float]]
+
+
+class Metric(_Model):
+    """A scorer declared in the manifest: a ``sklearn.metrics`` function by
+    name, or a cost matrix. Checked and built in :mod:`kubegrid.metrics`."""
+
+    metric: Annotated[str, Field(min_length=1)] | None = None
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    greater_is_better: bool | None = None
+    response_method: ResponseMethod | list[ResponseMethod] | None = None
+    cost_matrix: CostMatrix | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Metric:
+        if (self.metric is None) == (self.cost_matrix is None):
+            raise ValueError("give exactly one of 'metric' or 'costMatrix'")
+        return self
+
+
+class Threshold(_Model):
+    """Tune the decision threshold of the refit binary classifier."""
+
+    metric: Annotated[str, Field(min_length=1)]
+    thresholds: Annotated[int, Field(ge=2)] = 100
+    cv: Annotated[int, Field(ge=2)] = 5
+
+
 ErrorScore = Literal["nan", "raise"] | float
 
 
@@ -289,8 +340,9 @@ class GridSearchSpec(_Model):
     param_grid: dict[str, Any] | list[dict[str, Any]]
     search: Search = Field(default_factory=Search)
     cv: Annotated[int, Field(ge=2)] | CV = 5
-    scoring: str | list[str] | dict[str, str] | None = None
+    scoring: str | list[str] | dict[str, str | Metric] | None = None
     refit: bool | str = True
+    threshold: Threshold | None = None
     return_train_score: bool = False
     error_score: ErrorScore = "nan"
     output: Output
@@ -321,8 +373,8 @@ class GridSearchSpec(_Model):
     @field_validator("scoring")
     @classmethod
     def _scoring_shape(
-        cls, value: str | list[str] | dict[str, str] | None
-    ) -> str | list[str] | dict[str, str] | None:
+        cls, value: str | list[str] | dict[str, str | Metric] | None
+    ) -> str | list[str] | dict[str, str | Metric] | None:
         if isinstance(value, list | dict) and not value:
             raise ValueError("give at least one scorer, or leave 'scoring' out")
         if isinstance(value, list) and len(set(value)) != len(value):
@@ -444,22 +496,41 @@ def _spec_error(exc: ValidationError) -> SpecError:
 
     # A union (cv: int or mapping) reports a type mismatch for every member it
     # tried; when a deeper error explains the value, the mismatch is noise.
+    # The same holds when another member failed on this very field for a
+    # reason other than its type (a metric definition's own check).
     deeper = {field for field, _ in errors}
+    explained = {f for f, e in errors if not str(e["type"]).endswith("_type")}
     errors = [
         (field, e)
         for field, e in errors
         if not (
             str(e["type"]).endswith("_type")
-            and any(d.startswith(field + ".") for d in deeper)
+            and (
+                field in explained
+                or any(d.startswith((field + ".", field + "[")) for d in deeper)
+            )
         )
     ]
-    lines = []
-    first_field = None
-    for field, error in errors:
-        first_field = first_field or field
-        lines.append(f"{field}: {_explain(error)}")
-    message = lines[0].split(": ", 1)[1] if len(lines) == 1 else "; ".join(lines)
-    return SpecError(first_field or "(manifest)", message)
+
+    # A misspelt field is also reported missing under its real name; the
+    # "did you mean" of the unknown one says all there is to say.
+    suggested = {
+        f"{field.rpartition('.')[0]}.{close}"
+        for field, e in errors
+        if e["type"] == "extra_forbidden"
+        for close in _close_field_names(str(e["loc"][-1]))
+    }
+    errors = [
+        (field, e)
+        for field, e in errors
+        if not (e["type"] == "missing" and field in suggested)
+    ] or errors
+
+    # SpecError puts the first field in front; the others name their own.
+    lines = [f"{field}: {_explain(error)}" for field, error in errors]
+    first_field = errors[0][0] if errors else "(manifest)"
+    message = "; ".join([lines[0].split(": ", 1)[1], *lines[1:]])
+    return SpecError(first_field, message)
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:
@@ -468,7 +539,11 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
     for item in loc:
         if isinstance(item, int):
             parts.append(f"[{item}]")
-        elif item in _UNION_TAGS or item.startswith(("function-", "constrained-")):
+        elif (
+            item in _UNION_TAGS
+            or item.startswith(("function-", "constrained-"))
+            or _TYPE_TAG.match(item)
+        ):
             # pydantic names the union member it tried; users never wrote it.
             continue
         else:
@@ -476,8 +551,13 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
     return "".join(parts) or "(manifest)"
 
 
+# pydantic's names for members of nested unions, such as
+# "dict[str,union[str,...]]" or "literal['predict',...]".
+_TYPE_TAG = re.compile(r"^(dict|list|literal|union|tuple)\[.*\]$")
+
 _UNION_TAGS = {
     "CV",
+    "Metric",
     "int",
     "str",
     "float",
@@ -497,7 +577,7 @@ def _explain(error: Any) -> str:
     given = error.get("input")
     if kind == "extra_forbidden":
         name = str(error["loc"][-1])
-        close = difflib.get_close_matches(name, _known_field_names(), n=1)
+        close = _close_field_names(name)
         hint = f"did you mean {close[0]!r}?" if close else "remove it"
         return f"unknown field {name!r}; {hint}"
     if kind == "missing":
@@ -506,6 +586,11 @@ def _explain(error: Any) -> str:
     if kind in ("value_error", "assertion_error"):
         return message
     return f"{message} (got {given!r})"
+
+
+def _close_field_names(name: str) -> list[str]:
+    """The known field name closest to a misspelt one, if any is close."""
+    return difflib.get_close_matches(name, _known_field_names(), n=1)
 
 
 def _known_field_names() -> list[str]:
@@ -551,7 +636,9 @@ def _check_refit(spec: GridSearchSpec) -> None:
                 "use refit: true",
             )
         raise SpecError(
-            "spec.refit", f"{spec.refit!r} is not one of the scorers {names}"
+            "spec.refit",
+            f"{spec.refit!r} is not one of the scorers {names}; name one of them, "
+            "or set refit: false",
         )
     if spec.multimetric and spec.refit is True:
         raise SpecError(
