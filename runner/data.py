@@ -13,12 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from kubegrid import spec as specs
-from kubegrid import storage
-from kubegrid.errors import DataError
 from sklearn.base import BaseEstimator, is_classifier
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
+
+from kubegrid import spec as specs
+from kubegrid import storage
+from kubegrid.errors import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,12 @@ def read_frame(
     try:
         raw = storage.read_uri(uri, location)
     except storage.StorageAccessError as exc:
-        raise DataError("spec.dataset.uri", f"cannot read the dataset: {exc}") from None
+        raise DataError(
+            "spec.dataset.uri",
+            f"cannot read the dataset: {exc}; check the URI (a relative path is "
+            "read from the directory kubegrid runs in; s3:// also needs "
+            "spec.storage and credentials)",
+        ) from None
     checksum = hashlib.sha256(raw).hexdigest()
     try:
         if fmt == "parquet":

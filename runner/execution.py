@@ -131,12 +131,15 @@ def run_task(ctx: SearchContext, task: int, scorers: Any) -> partials.Record:
     candidate, split = divmod(task, ctx.plan.n_splits)
     params = ctx.plan.candidates[candidate]
     train, test = ctx.splits[split]
-    out = _score(ctx, clone(ctx.estimator), ctx.data.X, params, train, test, scorers)
+    out = _score(
+        ctx, task, clone(ctx.estimator), ctx.data.X, params, train, test, scorers
+    )
     return _record(task, candidate, split, out, 0.0)
 
 
 def _score(
     ctx: SearchContext,
+    task: int,
     estimator: Any,
     X: Any,
     params: dict[str, Any],
@@ -162,10 +165,14 @@ def _score(
             error_score=ctx.spec.error_score_value,
         )
     except Exception as exc:
-        # errorScore: raise asks to stop at the first failed fit.
+        # errorScore: raise asks to stop at the first failed fit. Name the
+        # candidate as the grid wrote it: ``params`` may be the final step's
+        # share only, when the pipeline prefix was fitted once for several.
+        candidate, split = divmod(task, ctx.plan.n_splits)
         raise FitError(
-            f"fit failed for params {params}: {type(exc).__name__}: {exc} "
-            "(errorScore is 'raise'; set it to 'nan' to record failures and go on)"
+            f"fit failed for candidate {candidate} {ctx.plan.candidates[candidate]} "
+            f"on split {split}: {type(exc).__name__}: {exc} (errorScore is 'raise'; "
+            "set it to 'nan' to record failures and go on)"
         ) from exc
     return out
 
@@ -230,7 +237,7 @@ def _with_shared_prefix(
             k[len(marker) :]: v for k, v in params.items() if k.startswith(marker)
         }
         out = _score(
-            ctx, clone(final_estimator), Xt, final_params, train, test, scorers
+            ctx, task, clone(final_estimator), Xt, final_params, train, test, scorers
         )
         records.append(_record(task, candidate, split, out, prefix_share))
     return records

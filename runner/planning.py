@@ -160,9 +160,13 @@ def _distribution(value: dict[str, Any], field: str) -> Any:
                 f"scipy.stats.{name} takes {', '.join(allowed)}, not {key!r}",
             )
     try:
-        return getattr(scipy.stats, name)(**kwargs)
+        frozen = getattr(scipy.stats, name)(**kwargs)
+        # scipy checks the arguments only when sampling: draw once now, so a
+        # bad one (loguniform with a <= 0) is named here, not in a traceback.
+        frozen.rvs(random_state=0)
     except (TypeError, ValueError) as exc:
         raise SpecError(field, f"scipy.stats.{name}({kwargs}) failed: {exc}") from None
+    return frozen
 
 
 def _check_grid_values(grid: dict[str, Any] | list[dict[str, Any]]) -> None:
@@ -182,7 +186,13 @@ def _check_grid_values(grid: dict[str, Any] | list[dict[str, Any]]) -> None:
                     "distributions need search.type: random (with nIter); a grid "
                     "search takes a list of values",
                 )
-            if not isinstance(value, list) or not value:
+            if value == []:
+                raise SpecError(
+                    f"{field}.{name}",
+                    "expected a non-empty list of values, got []; give at least "
+                    "one value, or remove the parameter to keep its default",
+                )
+            if not isinstance(value, list):
                 raise SpecError(
                     f"{field}.{name}",
                     f"expected a non-empty list of values, got {value!r}; "

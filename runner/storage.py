@@ -15,6 +15,7 @@ cannot fix it), anything else that survives boto3's own retries is an
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import tempfile
@@ -116,8 +117,8 @@ class LocalStore:
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, target)
-        except PermissionError as exc:
-            raise StorageAccessError(f"{target}: {exc.strerror}") from None
+        except OSError as exc:
+            raise _local_error(exc, target) from None
 
     def exists(self, key: str) -> bool:
         return (self.root / key).is_file()
@@ -140,6 +141,24 @@ class LocalStore:
 
     def delete(self, key: str) -> None:
         (self.root / key).unlink(missing_ok=True)
+
+
+# Errors that say a local path cannot work as given; retrying never helps.
+_PERMANENT_ERRNOS = {
+    errno.EACCES,
+    errno.EPERM,
+    errno.ENOENT,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.EROFS,
+}
+
+
+def _local_error(exc: OSError, where: Path) -> Exception:
+    """Sort a file-system failure into permanent (the path) or transient (disk)."""
+    if exc.errno in _PERMANENT_ERRNOS:
+        return StorageAccessError(f"{where}: {exc.strerror}")
+    return InfraError(f"{where}: {exc.strerror or exc}")
 
 
 class S3Store:

@@ -14,10 +14,14 @@ import pathlib
 from collections.abc import Callable
 from typing import Any
 
+import joblib
 import numpy as np
 import pandas as pd
 import sklearn.datasets
 import yaml
+from sklearn.model_selection._search import BaseSearchCV
+
+from kubegrid import results, storage
 
 _LOADERS = {
     "digits": sklearn.datasets.load_digits,
@@ -110,3 +114,80 @@ def write_manifest(folder: pathlib.Path, document: dict[str, Any]) -> pathlib.Pa
     path = folder / "search.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path
+
+
+# --------------------------------------------------------------------------
+# Comparing kubegrid's artifacts with a fitted scikit-learn search
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What a kubegrid search left in its output directory."""
+
+    cv_results: dict[str, Any]
+    summary: dict[str, Any]
+    output: pathlib.Path
+
+    @property
+    def model_path(self) -> pathlib.Path:
+        return self.output / results.BEST_ESTIMATOR
+
+
+def read_outcome(output: pathlib.Path) -> Outcome:
+    store = storage.open_store(str(output))
+    return Outcome(results.read_cv_results(store), results.read_summary(store), output)
+
+
+def python_kind(value: Any) -> type:
+    """The Python type a value stands for (a numpy scalar counts as its item)."""
+    return type(value.item()) if isinstance(value, np.generic) else type(value)
+
+
+def assert_same_params(got: dict[str, Any], expected: dict[str, Any]) -> None:
+    assert list(got) == list(expected)
+    for name, value in expected.items():
+        assert got[name] == value or (value != value and got[name] != got[name])
+        assert python_kind(got[name]) is python_kind(value), name
+
+
+def assert_same_param_column(
+    got: np.ma.MaskedArray, expected: np.ma.MaskedArray
+) -> None:
+    mask = np.ma.getmaskarray(expected)
+    np.testing.assert_array_equal(np.ma.getmaskarray(got), mask)
+    for value, want in zip(got.data[~mask], expected.data[~mask], strict=True):
+        assert value == want
+
+
+def assert_same_search(ours: Outcome, search: BaseSearchCV, X: Any) -> None:
+    """Everything a user reads from ``search`` must be what kubegrid wrote."""
+    expected, got = search.cv_results_, ours.cv_results
+    assert set(expected) <= set(got), set(expected) - set(got)
+    for key, want in expected.items():
+        if key.endswith("_time"):
+            continue  # timings differ from run to run
+        if key == "params":
+            assert len(got[key]) == len(want)
+            for got_params, want_params in zip(got[key], want, strict=True):
+                assert_same_params(got_params, want_params)
+        elif key.startswith("param_"):
+            assert_same_param_column(got[key], want)
+        else:
+            # Exact: the same scikit-learn code computed the same floats.
+            np.testing.assert_array_equal(got[key], want, err_msg=key)
+            assert got[key].dtype.kind == np.asarray(want).dtype.kind, key
+
+    summary = ours.summary
+    if hasattr(search, "best_index_"):
+        assert summary["bestIndex"] == search.best_index_
+        assert_same_params(summary["bestParams"], search.best_params_)
+        assert summary["bestScore"] == search.best_score_
+    else:
+        assert "bestIndex" not in summary and "bestParams" not in summary
+    if search.refit:
+        model = joblib.load(ours.model_path)
+        np.testing.assert_array_equal(
+            model.predict(X), search.best_estimator_.predict(X)
+        )
+    else:
+        assert not ours.model_path.exists()

@@ -1,0 +1,320 @@
+"""A user's mistake is rejected before any fit, with a message that fixes it.
+
+Each case starts from a manifest that runs, makes one mistake a user makes, and
+runs ``kubegrid run`` on it. The run must end with exit code 2 (distinct from
+1, a bug, and 75, a transient failure), print no traceback, name the field
+that is wrong and say how to put it right, and leave the output directory
+untouched: nothing ran.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kubegrid import cli
+from tests.engine.searches import Dataset, manifest, write_dataset, write_manifest
+
+Edit = Callable[[dict[str, Any]], None]
+
+
+@dataclasses.dataclass
+class Mistake:
+    """One mistake: how to make it, and what the message must say."""
+
+    id: str
+    edit: Edit
+    field: str
+    hints: tuple[str, ...]
+    data: Callable[[pd.DataFrame], pd.DataFrame] | None = None
+
+
+def valid_manifest(data: Dataset, output: pathlib.Path) -> dict[str, Any]:
+    return manifest(
+        data,
+        output,
+        estimator={"class": "sklearn.svm.SVC", "params": {"kernel": "rbf"}},
+        param_grid={"C": [0.1, 1.0], "gamma": ["scale"]},
+        cv=3,
+        scoring="accuracy",
+    )
+
+
+def spec_edit(**fields: Any) -> Edit:
+    """Set top-level spec fields (camelCase) to the given values."""
+
+    def edit(document: dict[str, Any]) -> None:
+        document["spec"].update(fields)
+
+    return edit
+
+
+def nested_edit(path: str, value: Any) -> Edit:
+    """Set ``spec.<path>`` (dotted) to ``value``, creating mappings on the way."""
+
+    def edit(document: dict[str, Any]) -> None:
+        *parents, leaf = path.split(".")
+        node = document["spec"]
+        for name in parents:
+            node = node.setdefault(name, {})
+        node[leaf] = value
+
+    return edit
+
+
+def both(*edits: Edit) -> Edit:
+    """Make every edit, in order."""
+
+    def edit(document: dict[str, Any]) -> None:
+        for one in edits:
+            one(document)
+
+    return edit
+
+
+def no_edit(document: dict[str, Any]) -> None:
+    """Leave the manifest as it is (the mistake is in the data)."""
+
+
+def pipeline_edit(document: dict[str, Any]) -> None:
+    document["spec"]["estimator"] = {
+        "pipeline": [
+            {"name": "scale", "class": "sklearn.preprocessing.StandardScaler"},
+            {"name": "svc", "class": "sklearn.svm.SVC"},
+        ]
+    }
+    document["spec"]["paramGrid"] = {"svc__C": [1.0], "svc__gama": [0.1]}
+
+
+def rename_spec_field(old: str, new: str) -> Edit:
+    def edit(document: dict[str, Any]) -> None:
+        document["spec"][new] = document["spec"].pop(old)
+
+    return edit
+
+
+def with_text_column(frame: pd.DataFrame) -> pd.DataFrame:
+    frame.insert(1, "colour", np.where(frame.index % 2 == 0, "red", "blue"))
+    return frame
+
+
+def with_missing_target(frame: pd.DataFrame) -> pd.DataFrame:
+    frame["target"] = frame["target"].astype(float)
+    frame.loc[[3, 40], "target"] = np.nan
+    return frame
+
+
+def with_group_column(frame: pd.DataFrame) -> pd.DataFrame:
+    frame["group"] = frame.index % 5
+    return frame
+
+
+MISTAKES = [
+    Mistake(
+        "misspelt-estimator-class",
+        nested_edit("estimator.class", "sklearn.svm.SVCC"),
+        "spec.estimator.class",
+        ("'SVCC'", "did you mean sklearn.svm.SVC"),
+    ),
+    Mistake(
+        "unknown-estimator-module",
+        nested_edit("estimator.class", "sklearn.svmm.SVC"),
+        "spec.estimator.class",
+        ("'sklearn.svmm'", "did you mean sklearn.svm.SVC"),
+    ),
+    Mistake(
+        "misspelt-scorer",
+        spec_edit(scoring="acurracy"),
+        "spec.scoring",
+        ("'acurracy'", "did you mean 'accuracy'"),
+    ),
+    Mistake(
+        "misspelt-splitter",
+        spec_edit(cv={"splitter": "KFlod", "nSplits": 3}),
+        "spec.cv.splitter",
+        ("'KFlod'", "did you mean 'KFold'"),
+    ),
+    Mistake(
+        "unknown-parameter",
+        spec_edit(paramGrid={"C": [1.0], "gama": [0.1]}),
+        "spec.paramGrid.gama",
+        ("'gama'", "did you mean 'gamma'"),
+    ),
+    Mistake(
+        "unknown-pipeline-step-parameter",
+        pipeline_edit,
+        "spec.paramGrid.svc__gama",
+        ("'svc__gama'", "did you mean 'svc__gamma'"),
+    ),
+    Mistake(
+        "missing-target-column",
+        nested_edit("dataset.target", "label"),
+        "spec.dataset.target",
+        ("'label'", "columns are:"),
+    ),
+    Mistake(
+        "missing-groups-column",
+        both(
+            nested_edit("dataset.groups", "groups"),
+            spec_edit(cv={"splitter": "GroupKFold", "nSplits": 3}),
+        ),
+        "spec.dataset.groups",
+        ("'groups'", "did you mean 'group'"),
+        data=with_group_column,
+    ),
+    Mistake(
+        "group-splitter-without-groups",
+        spec_edit(cv={"splitter": "GroupKFold", "nSplits": 3}),
+        "spec.dataset.groups",
+        ("GroupKFold", "set dataset.groups"),
+    ),
+    Mistake(
+        "text-column-for-svc",
+        no_edit,
+        "spec.dataset.features",
+        ("'colour'", "not numeric", "OneHotEncoder"),
+        data=with_text_column,
+    ),
+    Mistake(
+        "target-with-missing-values",
+        no_edit,
+        "spec.dataset.target",
+        ("missing values", "drop or fill"),
+        data=with_missing_target,
+    ),
+    Mistake(
+        "empty-grid",
+        spec_edit(paramGrid={}),
+        "spec.paramGrid",
+        ("empty", "list of values"),
+    ),
+    Mistake(
+        "empty-list-of-grids",
+        spec_edit(paramGrid=[]),
+        "spec.paramGrid",
+        ("empty", "at least one"),
+    ),
+    Mistake(
+        "empty-value-list",
+        spec_edit(paramGrid={"C": []}),
+        "spec.paramGrid.C",
+        ("got []", "give at least one value"),
+    ),
+    Mistake(
+        "grid-over-max-candidates",
+        both(
+            spec_edit(paramGrid={"C": [0.1, 1.0, 10.0], "gamma": [0.1, 1.0]}),
+            nested_edit("search.maxCandidates", 5),
+        ),
+        "spec.paramGrid",
+        ("6 candidates", "limit of 5", "raise search.maxCandidates"),
+    ),
+    Mistake(
+        "unreachable-dataset",
+        nested_edit("dataset.uri", "/nonexistent/kubegrid/iris.csv"),
+        "spec.dataset.uri",
+        ("/nonexistent/kubegrid/iris.csv", "no such", "check the URI"),
+    ),
+    Mistake(
+        "distribution-outside-its-domain",
+        both(
+            spec_edit(paramGrid={"C": {"distribution": "loguniform", "a": -1, "b": 2}}),
+            nested_edit("search", {"type": "random", "nIter": 2, "randomState": 0}),
+        ),
+        "spec.paramGrid.C",
+        ("scipy.stats.loguniform", "'a': -1", "Domain error"),
+    ),
+    Mistake(
+        "wrong-type",
+        spec_edit(parallelism="many"),
+        "spec.parallelism",
+        ("'many'", "integer"),
+    ),
+    Mistake(
+        "misspelt-top-level-field",
+        rename_spec_field("paramGrid", "paramgrid"),
+        "spec.paramgrid",
+        ("did you mean 'paramGrid'",),
+    ),
+    Mistake(
+        "negative-resources",
+        nested_edit("resources.limits", {"cpu": "-1"}),
+        "spec.resources.limits",
+        ("cpu", "'-1'", "greater than zero"),
+    ),
+    Mistake(
+        "random-search-without-seed",
+        both(nested_edit("search.type", "random"), nested_edit("search.nIter", 2)),
+        "spec.search.randomState",
+        ("seed", "set randomState"),
+    ),
+    Mistake(
+        "shuffled-kfold-without-seed",
+        spec_edit(cv={"splitter": "KFold", "nSplits": 3, "shuffle": True}),
+        "spec.cv.randomState",
+        ("shuffles", "set randomState"),
+    ),
+    Mistake(
+        "refit-names-unknown-metric",
+        spec_edit(scoring=["accuracy", "f1_macro"], refit="roc_auc"),
+        "spec.refit",
+        ("'roc_auc'", "'accuracy'", "'f1_macro'", "or set refit: false"),
+    ),
+]
+
+
+@pytest.mark.parametrize("mistake", MISTAKES, ids=lambda m: m.id)
+def test_mistake_is_rejected_before_any_fit(
+    mistake: Mistake, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit code 2, no traceback, a message naming the field, the bad value
+    and the fix, and nothing written to the output directory."""
+    data = write_dataset(tmp_path, "iris", edit=mistake.data)
+    output = tmp_path / "out"
+    document = valid_manifest(data, output)
+    mistake.edit(document)
+    path = write_manifest(tmp_path, document)
+
+    code = cli.main(["run", str(path), "--quiet", "--workers", "1"])
+
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert f"{mistake.field}:" in err or f"{mistake.field}." in err, err
+    for hint in mistake.hints:
+        assert hint in err, f"{hint!r} not in {err!r}"
+    assert not output.exists()
+
+
+def test_valid_manifest_runs(tmp_path: pathlib.Path) -> None:
+    """The manifest every mistake starts from is itself accepted and runs."""
+    data = write_dataset(tmp_path, "iris")
+    output = tmp_path / "out"
+    path = write_manifest(tmp_path, valid_manifest(data, output))
+
+    assert cli.main(["run", str(path), "--quiet", "--workers", "1"]) == 0
+    assert (output / "summary.json").is_file()
+
+
+def test_unwritable_output_is_a_user_error(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An output path that cannot be a directory (it runs through a file) ends
+    the run with exit code 2 and the path in the message, not a traceback."""
+    data = write_dataset(tmp_path, "iris")
+    blocker = tmp_path / "results.txt"
+    blocker.write_text("a file, not a directory")
+    path = write_manifest(tmp_path, valid_manifest(data, blocker / "out"))
+
+    code = cli.main(["run", str(path), "--quiet", "--workers", "1"])
+
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert str(blocker) in err and "Not a directory" in err

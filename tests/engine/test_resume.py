@@ -1,0 +1,200 @@
+"""Shards survive restarts, lost files and corruption without redoing or
+trusting the wrong work.
+
+A pod may be killed and restarted, may run twice at once, and its output may
+be lost or damaged in storage. These tests leave the output directory in each
+of those states, then check from the shard reports, the files and the final
+numbers that finished work is kept, missing work is redone, damaged work is
+named and recomputed, and the results still equal GridSearchCV's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+from sklearn.model_selection import GridSearchCV
+from sklearn.svm import SVC
+
+from kubegrid import cli, context, execution, partials, reducer
+from kubegrid import spec as specs
+from kubegrid.context import SearchContext
+from kubegrid.errors import ResultsError
+from tests.engine.searches import (
+    Dataset,
+    assert_same_search,
+    manifest,
+    read_outcome,
+    write_dataset,
+    write_manifest,
+)
+
+GRID = {"C": [1.0, 10.0], "gamma": [0.001, 0.01]}
+N_SHARDS = 3  # 4 candidates × 3 splits = 12 tasks
+KUBEGRID = pathlib.Path(sys.executable).parent / "kubegrid"
+
+
+@dataclasses.dataclass
+class Search:
+    """A manifest on disk, its data, and where its output goes."""
+
+    data: Dataset
+    path: pathlib.Path
+    output: pathlib.Path
+
+    def prepare(self) -> SearchContext:
+        """A fresh context, as a newly started pod would build it."""
+        return context.prepare(specs.load(self.path))
+
+    def n_tasks(self, ctx: SearchContext, shard: int) -> int:
+        return len(ctx.plan.task_ids(shard))
+
+    def shard_file(self, ctx: SearchContext, shard: int) -> pathlib.Path:
+        return self.output / partials.shard_key(ctx.fingerprint, shard)
+
+    def expected(self) -> GridSearchCV:
+        search = GridSearchCV(SVC(), GRID, cv=3)
+        return search.fit(self.data.X, self.data.y)
+
+
+def make_search(folder: pathlib.Path, rows: int = 400, **spec: object) -> Search:
+    data = write_dataset(folder, "digits", rows=rows)
+    output = folder / "out"
+    document = manifest(
+        data,
+        output,
+        estimator={"class": "sklearn.svm.SVC"},
+        param_grid=GRID,
+        cv=3,
+        **({"sharding": {"shards": N_SHARDS}} | spec),
+    )
+    return Search(data, write_manifest(folder, document), output)
+
+
+@pytest.fixture
+def search(tmp_path: pathlib.Path) -> Search:
+    return make_search(tmp_path)
+
+
+def run_all_shards(ctx: SearchContext) -> None:
+    for shard in range(ctx.plan.n_shards):
+        execution.run_shard(ctx, shard)
+
+
+def test_finished_shard_is_not_fitted_again(search: Search) -> None:
+    """A restarted pod whose shard is already published fits nothing and
+    leaves the published file as it was."""
+    first = execution.run_shard(search.prepare(), 0)
+    restarted = search.prepare()
+    n_tasks = search.n_tasks(restarted, 0)
+    published = search.shard_file(restarted, 0)
+    before = (published.stat().st_mtime_ns, published.read_bytes())
+
+    again = execution.run_shard(restarted, 0)
+
+    assert n_tasks > 1
+    assert (first["run"], first["skipped"]) == (n_tasks, 0)
+    assert (again["run"], again["skipped"]) == (0, n_tasks)
+    assert (published.stat().st_mtime_ns, published.read_bytes()) == before
+
+
+def test_checkpointed_tasks_are_kept_when_the_shard_file_is_lost(
+    search: Search,
+) -> None:
+    """With the shard file gone but a checkpoint of two tasks left (what a pod
+    killed mid-shard leaves), a rerun fits only the other tasks, keeps the
+    checkpointed records as they were, and publishes the whole shard."""
+    ctx = search.prepare()
+    execution.run_shard(ctx, 1)
+    published = search.shard_file(ctx, 1)
+    records = partials.decode(published.read_bytes(), str(published))["records"]
+    published.unlink()
+    kept = records[:2]
+    partials.write_chunk(ctx.output(), ctx.fingerprint, 1, "killedpod000", 0, kept)
+
+    report = execution.run_shard(search.prepare(), 1)
+
+    n_tasks = search.n_tasks(ctx, 1)
+    assert n_tasks > 2
+    assert (report["run"], report["skipped"]) == (n_tasks - 2, 2)
+    republished = partials.decode(published.read_bytes(), str(published))["records"]
+    assert [r["task"] for r in republished] == [r["task"] for r in records]
+    # Fit times are measured afresh on every fit: equal ones were not refitted.
+    assert republished[:2] == kept
+    assert not list((search.output / "partials").rglob("chunks/*/*.json"))
+
+
+def truncate(path: pathlib.Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def flip_a_byte(path: pathlib.Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) * 2 // 3] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", [truncate, flip_a_byte])
+def test_corrupt_shard_file_is_named_then_recomputed(search: Search, damage) -> None:
+    """The reducer refuses a damaged shard file, naming the file and the shard;
+    rerunning that shard fits its tasks again and the reduced results equal
+    GridSearchCV's."""
+    ctx = search.prepare()
+    run_all_shards(ctx)
+    damaged = search.shard_file(ctx, 1)
+    damage(damaged)
+
+    with pytest.raises(ResultsError) as refused:
+        reducer.reduce(ctx)
+    report = execution.run_shard(search.prepare(), 1)
+    reducer.reduce(search.prepare())
+
+    message = str(refused.value)
+    n_tasks = search.n_tasks(ctx, 1)
+    assert "shard-00001.json" in message and f"shards 1 ({n_tasks} tasks)" in message
+    assert (report["run"], report["skipped"]) == (n_tasks, 0)
+    assert_same_search(read_outcome(search.output), search.expected(), search.data.X)
+
+
+def test_reduce_names_a_missing_shard(
+    search: Search, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``kubegrid reduce`` with one shard never run exits 75 (worth a retry),
+    names that shard, and writes no summary."""
+    ctx = search.prepare()
+    execution.run_shard(ctx, 0)
+    execution.run_shard(ctx, 2)
+
+    code = cli.main(["reduce", str(search.path)])
+
+    err = capsys.readouterr().err
+    assert code == 75
+    assert f"shards 1 ({search.n_tasks(ctx, 1)} tasks) of 3" in err
+    assert "run those shards again" in err
+    assert "Traceback" not in err
+    assert not (search.output / "summary.json").exists()
+
+
+def test_two_pods_running_one_index_agree(tmp_path: pathlib.Path) -> None:
+    """Two processes running the same shard at once both succeed, and the
+    reduced results are complete and equal GridSearchCV's."""
+    search = make_search(tmp_path, rows=1797, sharding={"shards": 1})
+    argv = [str(KUBEGRID), "run-shard", str(search.path), "--index", "0"]
+    pods = [
+        subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    outcomes = [pod.communicate(timeout=300) for pod in pods]
+
+    for pod, (out, err) in zip(pods, outcomes, strict=True):
+        assert pod.returncode == 0, err.decode()
+        report = json.loads(out.decode().strip().splitlines()[-1])
+        assert report["tasks"] == 12
+    assert cli.main(["reduce", str(search.path)]) == 0
+    ours = read_outcome(search.output)
+    assert ours.summary["nTasks"] == 12
+    assert_same_search(ours, search.expected(), search.data.X)
