@@ -8,6 +8,9 @@ Subcommands::
     kubegrid validate FILE         check a manifest (add --data to load the data too)
     kubegrid report SOURCE         draw report.html again from a search's results
     kubegrid sample-data NAME DEST write a dataset scikit-learn ships (digits, iris…)
+    kubegrid submit FILE           create or apply the GridSearch in the kube context
+    kubegrid status NAME [--wait]  phase, progress, ETA, best so far
+    kubegrid results NAME [--top N] summary and top candidates from the output URI
 
 Exit codes follow :mod:`kubegrid.errors`: 2 for a user's mistake (no
 traceback, the message names the field), 75 for a transient failure worth a
@@ -138,6 +141,11 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("dest", help="local path or s3:// URI (.csv or .parquet)")
     sample.add_argument("--endpoint-url", default=None, help="S3 endpoint")
     sample.set_defaults(handler=_cmd_sample_data)
+
+    # The cluster commands import the Kubernetes client only when they run.
+    from kubegrid import cluster
+
+    cluster.add_commands(commands)
     return parser
 
 

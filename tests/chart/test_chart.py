@@ -62,23 +62,16 @@ NAMESPACED_RULES = {
     ("kubegrid.io", "gridsearches", "list"),
     ("kubegrid.io", "gridsearches", "watch"),
     ("kubegrid.io", "gridsearches", "patch"),
-    ("kubegrid.io", "gridsearches/status", "get"),
     ("kubegrid.io", "gridsearches/status", "patch"),
     ("batch", "jobs", "get"),
     ("batch", "jobs", "list"),
     ("batch", "jobs", "watch"),
     ("batch", "jobs", "create"),
     ("batch", "jobs", "patch"),
-    ("batch", "jobs", "delete"),
     ("", "configmaps", "get"),
     ("", "configmaps", "create"),
-    ("", "configmaps", "patch"),
-    ("", "configmaps", "delete"),
-    ("", "pods", "get"),
     ("", "pods", "list"),
-    ("", "pods", "watch"),
     ("", "events", "create"),
-    ("", "events", "patch"),
 }
 CRD_READ = {
     ("apiextensions.k8s.io", "customresourcedefinitions", verb)

@@ -15,6 +15,9 @@ Conventions a test relies on:
   produces one on purpose;
 * attempts killed for `suspend: true` are not failures; a resume re-runs the
   unfinished indexes only;
+* the container's `terminationMessagePath` becomes a per-attempt local file;
+  what the process wrote there (or, with `FallbackToLogsOnError`, the log's
+  tail after a failure) becomes the Pod's `state.terminated.message`;
 * logs (stdout and stderr together, like ``kubectl logs``) are files under
   `workdir/logs/<namespace>/<job>/<index>-<attempt>.log`;
 * `stop()` SIGKILLs every process group it started and reaps it.
@@ -67,6 +70,10 @@ class Attempt:
     process: subprocess.Popen[bytes]
     log_path: pathlib.Path
     killed_for: str | None = None  # why the harness killed it, if it did
+    # The local file standing for the container's terminationMessagePath,
+    # and its terminationMessagePolicy (File or FallbackToLogsOnError).
+    message_path: pathlib.Path | None = None
+    message_policy: str = "File"
 
 
 @dataclasses.dataclass
@@ -263,6 +270,8 @@ class JobController:
                 exc,
             )
             return
+        container = pod["spec"]["containers"][0]
+        message_path = _redirect_termination_message(container, launch, scratch)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("wb") as log:
             process = subprocess.Popen(
@@ -276,7 +285,13 @@ class JobController:
             )
         run.state.started(index)
         run.active[index] = Attempt(
-            index, number, pod["metadata"]["name"], process, log_path
+            index,
+            number,
+            pod["metadata"]["name"],
+            process,
+            log_path,
+            message_path=message_path,
+            message_policy=container.get("terminationMessagePolicy") or "File",
         )
         if self.create_pods:
             self._create_pod(run, pod)
@@ -429,6 +444,9 @@ class JobController:
             "startedAt": started,
             "finishedAt": now_iso(),
         }
+        message = _termination_message(attempt, exit_code)
+        if message:
+            terminated["message"] = message
         statuses = pod.get("status", {}).get("containerStatuses") or [{"name": "main"}]
         statuses = [
             {**statuses[0], "ready": False, "state": {"terminated": terminated}}
@@ -526,3 +544,44 @@ def _kill_group(process: subprocess.Popen[bytes], wait: bool = True) -> None:
         os.killpg(process.pid, signal.SIGKILL)
     if wait:
         process.wait()
+
+
+# The kubelet keeps at most this much of a termination message file, and with
+# FallbackToLogsOnError at most this much (and 80 lines) of the log instead.
+_MESSAGE_LIMIT = 4096
+_LOG_FALLBACK_LIMIT = 2048
+_LOG_FALLBACK_LINES = 80
+DEFAULT_MESSAGE_PATH = "/dev/termination-log"
+
+
+def _redirect_termination_message(
+    container: dict[str, Any], launch: pods.Launch, scratch: pathlib.Path
+) -> pathlib.Path:
+    """Point the container's terminationMessagePath at a per-attempt file.
+
+    The kubelet mounts a fresh file there and copies what the container wrote
+    into the Pod status; locally, every mention of that path in argv and env
+    becomes a file in the attempt's scratch directory, never the host's /dev.
+    """
+    in_pod = container.get("terminationMessagePath") or DEFAULT_MESSAGE_PATH
+    local = scratch / "termination-log"
+    local.parent.mkdir(parents=True, exist_ok=True)
+    local.write_bytes(b"")
+    launch.argv = [arg.replace(in_pod, str(local)) for arg in launch.argv]
+    launch.env = {k: v.replace(in_pod, str(local)) for k, v in launch.env.items()}
+    return local
+
+
+def _termination_message(attempt: Attempt, exit_code: int) -> str:
+    """What the kubelet would put in `state.terminated.message`."""
+    message = ""
+    if attempt.message_path is not None and attempt.message_path.exists():
+        data = attempt.message_path.read_bytes()[:_MESSAGE_LIMIT]
+        message = data.decode(errors="replace")
+    if not message and exit_code != 0 and attempt.message_policy == (
+        "FallbackToLogsOnError"
+    ):
+        lines = attempt.log_path.read_bytes().splitlines()[-_LOG_FALLBACK_LINES:]
+        tail = b"\n".join(lines)[-_LOG_FALLBACK_LIMIT:]
+        message = tail.decode(errors="replace")
+    return message

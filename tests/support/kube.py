@@ -159,6 +159,9 @@ class Emulator(kmock.KubernetesEmulator):
         # Live watch events are filtered on the body's namespace, not the URL's.
         if request.namespace:
             meta.setdefault("namespace", request.namespace)
+        # generateName is the server's to resolve (kopf names Events so).
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
         meta["uid"] = str(uuid.uuid4())
         meta["generation"] = 1
         meta["creationTimestamp"] = _now()

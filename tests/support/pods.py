@@ -197,14 +197,21 @@ def _secret_data(secret: dict[str, Any]) -> dict[str, bytes]:
 
 
 def _rewrite_paths(value: str, mounts: Mapping[str, pathlib.Path]) -> str:
-    """Replace mount paths in `value` with local directories, longest first."""
-    for mount_path in sorted(mounts, key=len, reverse=True):
-        # Only whole path components: /etc/kube must not match /etc/kubegrid.
-        pattern = re.escape(mount_path) + r"(?=/|$|[^\w.-])"
-        # Escaped, so that backslashes in a local path are not read as groups.
-        local = str(mounts[mount_path]).replace("\\", "\\\\")
-        value = re.sub(pattern, local, value)
-    return value
+    """Replace mount paths in `value` with local directories, longest first.
+
+    One pass over `value`: a local directory already written in is never
+    rewritten again (with an emptyDir at /tmp, the local path of another
+    volume under /tmp/pytest-... would otherwise be rewritten twice).
+    """
+    if not mounts:
+        return value
+    # Only whole path components: /etc/kube must not match /etc/kubegrid, and
+    # /tmp must not match inside /var/tmp.
+    pattern = "|".join(
+        r"(?<![\w.-])" + re.escape(mount_path) + r"(?=/|$|[^\w.-])"
+        for mount_path in sorted(mounts, key=len, reverse=True)
+    )
+    return re.sub(pattern, lambda match: str(mounts[match.group(0)]), value)
 
 
 # -- environment ---------------------------------------------------------------

@@ -71,22 +71,26 @@ The rules the operator needs in each namespace it serves. Pods are read only
 at all: shard pods read the S3 credentials through secretKeyRef themselves.
 */}}
 {{- define "kubegrid.namespacedRules" -}}
+{{- /* Exactly the calls the operator makes (operator/kube.py) and kopf makes
+       for it: watching and annotating GridSearches, patching their status,
+       creating and watching Jobs, creating and reading the spec ConfigMap,
+       listing a Job's pods to read why they stopped, posting Events. */ -}}
 - apiGroups: ["kubegrid.io"]
   resources: ["gridsearches"]
   verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["kubegrid.io"]
   resources: ["gridsearches/status"]
-  verbs: ["get", "patch"]
+  verbs: ["patch"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["get", "create", "patch", "delete"]
+  verbs: ["get", "create"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list"]
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 {{- end }}

@@ -1,0 +1,187 @@
+"""What the operator does about each thing it sees, as short coordinating steps.
+
+Called by the kopf handlers in :mod:`kubegrid.operator.handlers`, each of
+which hands over one event. The steps read the world through
+:mod:`kube`, decide with the pure :mod:`sizing`, :mod:`jobs` and
+:mod:`status`, and write back through :mod:`kube` again.
+
+Two rules make it safe to run any step twice, in any order, or after a
+restart: children are created under deterministic names (a 409 means
+"already done", see :func:`kube.ensure`), and the status is recomputed from
+what the Jobs show, then patched only where it changed. Steps about one
+search hold that search's lock, so two events never interleave their
+read-modify-write of its status.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any, cast
+
+import kopf
+
+from kubegrid import spec as specs
+from kubegrid.errors import SpecError
+from kubegrid.operator import jobs, kube, sizing, status
+
+logger = logging.getLogger(__name__)
+
+_locks: collections.defaultdict[tuple[str, str], threading.Lock] = (
+    collections.defaultdict(threading.Lock)
+)
+_locks_guard = threading.Lock()
+
+
+@contextlib.contextmanager
+def serialised(namespace: str, name: str) -> Iterator[None]:
+    """Hold the lock of one search (handlers run in a thread pool)."""
+    with _locks_guard:
+        lock = _locks[namespace, name]
+    with lock:
+        yield
+
+
+def admit(search: Mapping[str, Any]) -> None:
+    """A new search: validate it, record the plan, create its spec and Job."""
+    namespace, name = _key(search)
+    generation = int(search["metadata"].get("generation") or 1)
+    current = dict(search.get("status") or {})
+    now = status.utcnow()
+
+    # A bad spec fails here, with the field named, before any child exists.
+    try:
+        manifest, plan = sizing.admit(name, namespace, search.get("spec") or {})
+    except SpecError as exc:
+        logger.info("rejected %s/%s: %s", namespace, name, exc)
+        _write(search, current, status.rejected(exc, generation, now))
+        return
+
+    # The status first: the Job's first events then find the plan's totals.
+    # A retried handler finds a status already moving and leaves it alone.
+    if not current.get("phase"):
+        job_name = jobs.shard_job_name(name)
+        _write(search, current, status.accepted(plan, job_name, generation, now))
+    children = [
+        jobs.config_map(name, namespace, dict(search["spec"])),
+        jobs.shard_job(name, namespace, manifest.spec, plan.n_shards),
+    ]
+    kopf.adopt(children, owner=_as_body(search))
+    kube.ensure(children[0])
+    _, created = kube.ensure(children[1])
+    if created:
+        message = (
+            f"created Job {jobs.shard_job_name(name)}: {plan.n_candidates} "
+            f"candidates in {plan.n_shards} shards"
+        )
+        kube.post_event(search, "Normal", "JobCreated", message)
+
+
+def suspend(search: Mapping[str, Any], suspended: bool) -> None:
+    """spec.suspend changed: suspend or resume whichever Jobs exist."""
+    namespace, name = _key(search)
+    for job in (jobs.shard_job_name(name), jobs.reducer_job_name(name)):
+        if kube.set_job_suspended(namespace, job, suspended):
+            logger.info(
+                "%s Job %s/%s", "suspended" if suspended else "resumed", namespace, job
+            )
+
+
+def observe(namespace: str, name: str, role: str, job: Mapping[str, Any]) -> None:
+    """A Job of the search changed: bring the search's status up to date."""
+    search = kube.get_gridsearch(namespace, name)
+    if search is None:
+        return  # deleted; the garbage collector takes the children
+    current = dict(search.get("status") or {})
+    if status.is_terminal(current):
+        return
+    seen = _seen(search)
+
+    # The pods are read only when their reports are needed: a finished
+    # reducer, or failed shards to explain. That keeps the calls O(shards).
+    pods: list[dict[str, Any]] = []
+    job_name = job["metadata"]["name"]
+    if status.job_condition(job, "Failed") or (
+        role == "reduce" and status.is_finished(job)
+    ):
+        pods = kube.list_job_pods(namespace, job_name)
+    if role == "reduce":
+        new = status.observe_reducer(current, job, pods, seen)
+    else:
+        new = status.observe_shards(current, job, pods, seen)
+
+    # Shards done: the reducer is created before the status says Reducing,
+    # so a status that says so always has a reducer behind it.
+    if current.get("phase") != status.REDUCING and new.get("phase") == status.REDUCING:
+        _start_reducer(search, int(job["spec"]["completions"]))
+        new["reducerJobName"] = jobs.reducer_job_name(name)
+    _write(search, current, new)
+
+
+def resync(namespace: str, name: str) -> None:
+    """Re-read both Jobs: catches events lost to a crash or an API error."""
+    for role, job_name in (
+        ("shard", jobs.shard_job_name(name)),
+        ("reduce", jobs.reducer_job_name(name)),
+    ):
+        job = kube.get_job(namespace, job_name)
+        if job is not None:
+            observe(namespace, name, role, job)
+
+
+def _start_reducer(search: Mapping[str, Any], shards: int) -> None:
+    namespace, name = _key(search)
+    manifest = specs.parse(
+        {
+            "apiVersion": specs.API_VERSION,
+            "kind": specs.KIND,
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": dict(search.get("spec") or {}),
+        }
+    )
+    reducer = jobs.reducer_job(name, namespace, manifest.spec, shards)
+    kopf.adopt(reducer, owner=_as_body(search))
+    kube.ensure(reducer)
+
+
+def _seen(search: Mapping[str, Any]) -> status.Seen:
+    spec = search.get("spec") or {}
+    limits = (spec.get("resources") or {}).get("limits") or {}
+    memory = limits.get("memory")
+    return status.Seen(
+        generation=int(search["metadata"].get("generation") or 1),
+        now=status.utcnow(),
+        memory_limit=None if memory is None else str(memory),
+        suspend_requested=bool(spec.get("suspend")),
+    )
+
+
+def _write(
+    search: Mapping[str, Any], current: Mapping[str, Any], new: Mapping[str, Any]
+) -> None:
+    """Patch what changed, then post the milestones the change reached."""
+    patch = status.changes(current, new)
+    if not patch:
+        return
+    namespace, name = _key(search)
+    if not kube.patch_gridsearch_status(namespace, name, patch):
+        return
+    for kind, reason, message in status.milestones(current, new):
+        kube.post_event(search, kind, reason, message)
+    if "phase" in patch:
+        logger.info(
+            "%s/%s is %s: %s", namespace, name, new["phase"], new.get("message")
+        )
+
+
+def _as_body(search: Mapping[str, Any]) -> kopf.Body:
+    """kopf's view of a search, which kopf.adopt reads the owner from."""
+    return kopf.Body(cast(kopf.RawBody, dict(search)))
+
+
+def _key(search: Mapping[str, Any]) -> tuple[str, str]:
+    meta = search["metadata"]
+    return meta["namespace"], meta["name"]
