@@ -6,10 +6,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sklearn.model_selection import ParameterGrid
+
 from kubegrid import planning
 from kubegrid import spec as specs
 from kubegrid.errors import SpecError
-from sklearn.model_selection import ParameterGrid
 
 
 def make_spec(**overrides: Any) -> specs.GridSearchSpec:
