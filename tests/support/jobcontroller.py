@@ -578,8 +578,10 @@ def _termination_message(attempt: Attempt, exit_code: int) -> str:
     if attempt.message_path is not None and attempt.message_path.exists():
         data = attempt.message_path.read_bytes()[:_MESSAGE_LIMIT]
         message = data.decode(errors="replace")
-    if not message and exit_code != 0 and attempt.message_policy == (
-        "FallbackToLogsOnError"
+    if (
+        not message
+        and exit_code != 0
+        and attempt.message_policy == ("FallbackToLogsOnError")
     ):
         lines = attempt.log_path.read_bytes().splitlines()[-_LOG_FALLBACK_LINES:]
         tail = b"\n".join(lines)[-_LOG_FALLBACK_LIMIT:]
