@@ -29,7 +29,8 @@ _err = Console(stderr=True)
 
 
 def warn(message: str) -> None:
-    _err.print(f"[yellow]warning:[/] {message}", highlight=False)
+    # One line per warning, never wrapped: stderr is often a log, not a screen.
+    _err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
 
 def plan(ctx: SearchContext) -> None:

@@ -147,9 +147,17 @@ def check_fits_estimator(data: Data, estimator: BaseEstimator) -> None:
             "spec.dataset.features",
             f"column {others[0]!r} is not numeric (for example {example!r})"
             f"{f' and so are {others[1:6]}' if len(others) > 1 else ''}; "
-            f"{type(estimator).__name__} needs numbers: drop it from dataset.features "
+            f"{_first_step(estimator)} needs numbers: drop it from dataset.features "
             "or encode it in a pipeline (a ColumnTransformer with a OneHotEncoder)",
         )
+
+
+def _first_step(estimator: BaseEstimator) -> str:
+    """What meets the raw columns first, as a message names it."""
+    if isinstance(estimator, Pipeline):
+        name, step = estimator.steps[0]
+        return f"the pipeline's first step {name!r} ({type(step).__name__})"
+    return type(estimator).__name__
 
 
 def check_classes(data: Data, estimator: BaseEstimator, n_splits: int) -> list[str]:
@@ -162,7 +170,8 @@ def check_classes(data: Data, estimator: BaseEstimator, n_splits: int) -> list[s
         return []
     return [
         f"spec.dataset.target: class {label!r} has only {count} rows, fewer than the "
-        f"{n_splits} folds; some folds will not see it"
+        f"{n_splits} folds; some folds will not see it (drop or merge the class, "
+        "or use fewer splits in spec.cv)"
         for label, count in small.head(5).items()
     ]
 

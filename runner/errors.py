@@ -47,6 +47,11 @@ class SpecError(UserError):
         self.message = message
         super().__init__(f"{field}: {message}")
 
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        # Raised in a forked worker, the error is pickled back to the parent;
+        # the default would call __init__ with the joined text alone and fail.
+        return type(self), (self.field, self.message)
+
 
 class DataError(UserError):
     """The dataset cannot serve the search as specified."""
@@ -55,6 +60,11 @@ class DataError(UserError):
         self.field = field
         self.message = message
         super().__init__(f"{field}: {message}")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        # Raised in a forked worker, the error is pickled back to the parent;
+        # the default would call __init__ with the joined text alone and fail.
+        return type(self), (self.field, self.message)
 
 
 class FitError(UserError):

@@ -11,13 +11,20 @@ Two speed-ups keep those numbers unchanged:
   only the final step per candidate (the same calls Pipeline makes, once);
 * in a pod with several CPUs, the shard's tasks are spread over forked worker
   processes that share the loaded data.
+
+Finished tasks are checkpointed every ``CHECKPOINT_SECONDS``; the environment
+variable ``KUBEGRID_CHECKPOINT_SECONDS`` overrides that interval (a number of
+seconds, 0 to checkpoint after every task), for stores where writes are cheap
+and for tests that kill a shard on purpose.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import math
 import multiprocessing
+import os
 import resource
 import time
 import uuid
@@ -33,7 +40,7 @@ from threadpoolctl import threadpool_limits
 
 from kubegrid import parallel, partials, planning
 from kubegrid.context import SearchContext
-from kubegrid.errors import FitError
+from kubegrid.errors import FitError, UserError
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +48,7 @@ logger = logging.getLogger(__name__)
 # enough to matter, rare enough that thousands of tiny fits are not slowed by
 # an object-store write each.
 CHECKPOINT_SECONDS = 5.0
+CHECKPOINT_ENV = "KUBEGRID_CHECKPOINT_SECONDS"
 
 Progress = Callable[[int], None]
 
@@ -93,16 +101,36 @@ def run_tasks(
     writer = uuid.uuid4().hex[:12]
     done: dict[int, partials.Record] = {}
     pending: list[partials.Record] = []
+    interval = checkpoint_seconds()
     seq, last_flush = 0, time.monotonic()
     for record in _evaluate(ctx, todo):
         done[record["task"]] = record
         pending.append(record)
         if progress:
             progress(1)
-        if time.monotonic() - last_flush >= CHECKPOINT_SECONDS:
+        if time.monotonic() - last_flush >= interval:
             partials.write_chunk(store, ctx.fingerprint, shard, writer, seq, pending)
             seq, pending, last_flush = seq + 1, [], time.monotonic()
     return done
+
+
+def checkpoint_seconds() -> float:
+    """The checkpoint interval: ``$KUBEGRID_CHECKPOINT_SECONDS`` if set, else
+    ``CHECKPOINT_SECONDS``. Raises UserError for a value that is not a finite
+    number of seconds, 0 or more."""
+    value = os.environ.get(CHECKPOINT_ENV)
+    if value is None or not value.strip():
+        return CHECKPOINT_SECONDS
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise UserError(
+            f"{CHECKPOINT_ENV}={value!r}: give a number of seconds, 0 or more "
+            f"(unset, it is {CHECKPOINT_SECONDS:g})"
+        )
+    return seconds
 
 
 def _evaluate(ctx: SearchContext, todo: list[int]) -> Iterator[partials.Record]:

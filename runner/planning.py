@@ -101,6 +101,13 @@ def candidates(spec: specs.GridSearchSpec) -> list[dict[str, Any]]:
     n = count_candidates(spec)
     if n == 0:
         raise SpecError("spec.paramGrid", "the grid has no candidates")
+    if n > spec.search.max_candidates and spec.search.type == "random":
+        raise SpecError(
+            "spec.search.nIter",
+            f"nIter asks for {n} candidates, over the limit of "
+            f"{spec.search.max_candidates}; lower nIter or raise "
+            "search.maxCandidates",
+        )
     if n > spec.search.max_candidates:
         raise SpecError(
             "spec.paramGrid",
@@ -146,7 +153,7 @@ def _distributions_of(grid: dict[str, Any], field: str) -> dict[str, Any]:
 def _distribution(value: dict[str, Any], field: str) -> Any:
     kwargs = dict(value)
     name = kwargs.pop("distribution", None)
-    if name not in specs.DISTRIBUTIONS:
+    if not isinstance(name, str) or name not in specs.DISTRIBUTIONS:
         raise SpecError(
             f"{field}.distribution",
             f"unknown distribution {name!r}; use one of "

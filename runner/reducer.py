@@ -13,7 +13,9 @@ Artifacts, under the output location::
     report.html, report-*.png             the report (see kubegrid.report)
     summary.json                          written last: its presence means done
 
-Re-running the reducer rewrites the same artifacts from the same partials.
+A reducer deletes summary.json before it writes any artifact, so one that dies
+halfway leaves no summary vouching for a mix of old and new files. Re-running
+it rewrites the same artifacts from the same partials.
 """
 
 from __future__ import annotations
@@ -87,6 +89,10 @@ def reduce(ctx: SearchContext) -> dict[str, Any]:
     started = time.perf_counter()
     store = ctx.output()
     out, records = collect(ctx)
+
+    # A summary left by an earlier reduce would vouch for the artifacts this
+    # one is about to replace; withdraw it until they are all written again.
+    store.delete(results.SUMMARY)
     table = cv_results(ctx, out)
     table.update(_extra_columns(ctx, records))
     best = best_index(ctx, table)

@@ -470,9 +470,13 @@ def parse(document: dict[str, Any]) -> GridSearch:
 def load(path: str | Path) -> GridSearch:
     """Read and validate a manifest file (the first GridSearch document in it)."""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecError("(manifest)", f"cannot read {str(path)!r}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            "(manifest)", f"{path} is not UTF-8 text, as YAML must be: {exc}"
+        ) from None
     try:
         documents = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:

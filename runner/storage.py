@@ -234,10 +234,15 @@ def _client(location: Location) -> Any:
         import boto3
         from botocore.config import Config
 
+        # "adaptive" backs off on throttling as well as on 5xx and resets;
+        # 10 retries ride out a minute-long brown-out of the store. A retry
+        # count in the client's Config would override the standard
+        # AWS_MAX_ATTEMPTS (total attempts), so it is left for boto3 to read.
+        retries: dict[str, Any] = {"mode": "adaptive"}
+        if not os.environ.get("AWS_MAX_ATTEMPTS"):
+            retries["max_attempts"] = 10
         config = Config(
-            # "adaptive" backs off on throttling as well as on 5xx and resets;
-            # 10 attempts ride out a minute-long brown-out of the store.
-            retries={"max_attempts": 10, "mode": "adaptive"},
+            retries=retries,  # type: ignore[arg-type]
             connect_timeout=10,
             read_timeout=120,
         )

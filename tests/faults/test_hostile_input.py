@@ -1,0 +1,268 @@
+"""Bad input that tests/engine/test_bad_input.py leaves out.
+
+Mistakes in the manifest alone are caught by ``kubegrid validate``, the check
+that needs no data (what the operator can run before any Job exists); the
+ones in the data by ``kubegrid run``. Each must end with exit code 2, no
+traceback, and a message naming the field, the bad value and the fix.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import pathlib
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kubegrid import cli
+from tests.engine.searches import manifest, write_dataset, write_manifest
+
+# Seven SVC parameters with ten values each: 10**7 candidates.
+SVC_PARAMS = ("C", "gamma", "degree", "coef0", "tol", "cache_size", "max_iter")
+
+PIPELINE = {
+    "pipeline": [
+        {"name": "scale", "class": "sklearn.preprocessing.StandardScaler"},
+        {"name": "svc", "class": "sklearn.svm.SVC"},
+    ]
+}
+
+# (id, {dotted path in the manifest: value to put there}, field named, hints)
+MANIFEST_MISTAKES: list[tuple[str, dict[str, Any], str, tuple[str, ...]]] = [
+    (
+        "huge-grid",
+        {"spec.paramGrid": {f"svc__{p}": list(range(10)) for p in SVC_PARAMS}},
+        "spec.paramGrid",
+        ("10000000 candidates", "limit of 100000", "raise search.maxCandidates"),
+    ),
+    (
+        "huge-random-search",
+        {
+            "spec.search": {"type": "random", "nIter": 10_000_000, "randomState": 0},
+            "spec.paramGrid": {
+                "svc__C": {"distribution": "loguniform", "a": 0.01, "b": 10}
+            },
+        },
+        "spec.search.nIter",
+        ("10000000 candidates", "limit of 100000", "lower nIter"),
+    ),
+    (
+        "string-for-nested-integer",
+        {"spec.cv": {"splitter": "KFold", "nSplits": "three"}},
+        "spec.cv.nSplits",
+        ("valid integer", "'three'"),
+    ),
+    (
+        "string-for-list",
+        {"spec.dataset.features": "sepal length (cm),petal width (cm)"},
+        "spec.dataset.features",
+        ("valid list", "'sepal length (cm),petal width (cm)'"),
+    ),
+    (
+        "list-for-step-params",
+        {"spec.estimator.pipeline.0.params": ["C", 1.0]},
+        "spec.estimator.pipeline[0].params",
+        ("valid dictionary", "['C', 1.0]"),
+    ),
+    (
+        "number-for-secret-name",
+        {"spec.storage.secretRef": {"name": 5}},
+        "spec.storage.secretRef.name",
+        ("valid string", "got 5"),
+    ),
+    (
+        "string-for-holdout-fraction",
+        {"spec.dataset.holdout": {"fraction": "half"}},
+        "spec.dataset.holdout.fraction",
+        ("valid number", "'half'"),
+    ),
+    (
+        "unknown-field-in-dataset",
+        {"spec.dataset.targte": "target"},
+        "spec.dataset.targte",
+        ("unknown field 'targte'", "did you mean 'target'"),
+    ),
+    (
+        "unknown-field-in-pipeline-step",
+        {"spec.estimator.pipeline.1.parms": {"C": 1.0}},
+        "spec.estimator.pipeline[1].parms",
+        ("unknown field 'parms'", "did you mean 'params'"),
+    ),
+    (
+        "unknown-field-three-deep",
+        {"spec.storage.secretRef": {"name": "s3-credentials", "acessKeyIdKey": "KEY"}},
+        "spec.storage.secretRef.acessKeyIdKey",
+        ("unknown field 'acessKeyIdKey'", "did you mean 'accessKeyIdKey'"),
+    ),
+    (
+        "unknown-top-level-field",
+        {"spce": {}},
+        "spce",
+        ("unknown field 'spce'", "did you mean 'spec'"),
+    ),
+    (
+        "negative-memory-request",
+        {"spec.resources": {"requests": {"memory": "-512Mi"}}},
+        "spec.resources.requests",
+        ("memory", "'-512Mi'", "greater than zero"),
+    ),
+    (
+        "negative-cpu-number",
+        {"spec.resources": {"limits": {"cpu": -2}}},
+        "spec.resources.limits",
+        ("cpu", "-2", "greater than zero"),
+    ),
+    (
+        "zero-memory-limit",
+        {"spec.resources": {"limits": {"memory": 0}}},
+        "spec.resources.limits",
+        ("memory", "0", "greater than zero"),
+    ),
+    (
+        "negative-parallelism",
+        {"spec.parallelism": -1},
+        "spec.parallelism",
+        ("greater than or equal to 1", "got -1"),
+    ),
+    (
+        "negative-backoff-limit",
+        {"spec.job": {"backoffLimitPerIndex": -1}},
+        "spec.job.backoffLimitPerIndex",
+        ("greater than or equal to 0", "got -1"),
+    ),
+]
+
+
+def put(document: dict[str, Any], path: str, value: Any) -> None:
+    """Set the dotted ``path`` (list indexes as numbers) to ``value``,
+    creating mappings on the way."""
+    *parents, leaf = path.split(".")
+    node: Any = document
+    for name in parents:
+        node = node[int(name)] if isinstance(node, list) else node.setdefault(name, {})
+    node[leaf] = value
+
+
+def base_manifest(folder: pathlib.Path, **edits: Any) -> dict[str, Any]:
+    data = write_dataset(folder, "iris", edit=edits.pop("data", None))
+    return manifest(
+        data,
+        folder / "out",
+        estimator=copy.deepcopy(PIPELINE),
+        param_grid={"svc__C": [0.1, 1.0]},
+        cv=3,
+        **edits,
+    )
+
+
+@pytest.mark.parametrize(
+    ("edits", "field", "hints"),
+    [case[1:] for case in MANIFEST_MISTAKES],
+    ids=[case[0] for case in MANIFEST_MISTAKES],
+)
+def test_manifest_mistake_is_named_by_validate(
+    edits: dict[str, Any],
+    field: str,
+    hints: tuple[str, ...],
+    tmp_path: pathlib.Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``kubegrid validate`` exits 2 with ``error: <field>: ...`` and every hint."""
+    document = base_manifest(tmp_path)
+    for where, value in edits.items():
+        put(document, where, value)
+    path = write_manifest(tmp_path, document)
+
+    code = cli.main(["validate", str(path)])
+
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert err.startswith(f"error: {field}: "), err
+    for hint in hints:
+        assert hint in err, f"{hint!r} not in {err!r}"
+
+
+def with_text_column(frame: pd.DataFrame) -> pd.DataFrame:
+    frame.insert(2, "colour", np.where(frame.index % 2 == 0, "red", "blue"))
+    return frame
+
+
+def with_named_labels_missing(frame: pd.DataFrame) -> pd.DataFrame:
+    names = {0: "setosa", 1: "versicolor", 2: "virginica"}
+    frame["target"] = frame["target"].map(names).astype(object)
+    frame.loc[[7, 90], "target"] = np.nan
+    return frame
+
+
+DATA_MISTAKES = [
+    pytest.param(
+        with_text_column,
+        "spec.dataset.features",
+        ("'colour'", "not numeric", "'red'", "first step 'scale' (StandardScaler)"),
+        id="text-column-into-a-scaler",
+    ),
+    pytest.param(
+        with_named_labels_missing,
+        "spec.dataset.target",
+        ("'target'", "2 missing values", "[7, 90]", "drop or fill"),
+        id="string-labels-with-nan",
+    ),
+]
+
+
+@pytest.mark.parametrize(("data", "field", "hints"), DATA_MISTAKES)
+def test_data_mistake_is_named_before_any_fit(
+    data: Any,
+    field: str,
+    hints: tuple[str, ...],
+    tmp_path: pathlib.Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``kubegrid run`` exits 2 naming the column, and writes nothing."""
+    path = write_manifest(tmp_path, base_manifest(tmp_path, data=data))
+
+    code = cli.main(["run", str(path), "--quiet", "--workers", "1"])
+
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert err.startswith(f"error: {field}: "), err
+    for hint in hints:
+        assert hint in err, f"{hint!r} not in {err!r}"
+    assert not (tmp_path / "out").exists()
+
+
+def with_a_class_of_one(frame: pd.DataFrame) -> pd.DataFrame:
+    return pd.concat([frame, frame.iloc[[0]].assign(target=7)], ignore_index=True)
+
+
+def test_class_smaller_than_the_folds_is_warned_about(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A class with one row under 3 stratified folds: the search still runs
+    (scikit-learn only warns), but stderr says so on one line, naming the
+    class and the fix, with scikit-learn's own warning, and summary.json
+    keeps both."""
+    path = write_manifest(tmp_path, base_manifest(tmp_path, data=with_a_class_of_one))
+
+    code = cli.main(["run", str(path), "--quiet", "--workers", "1"])
+
+    err = capsys.readouterr().err
+    ours = (
+        "spec.dataset.target: class 7 has only 1 rows, fewer than the 3 folds; "
+        "some folds will not see it (drop or merge the class, or use fewer "
+        "splits in spec.cv)"
+    )
+    sklearns = (
+        "The least populated class in y has only 1 members, which is less than "
+        "n_splits=3."
+    )
+    assert code == 0, err
+    assert f"warning: {ours}\n" in err
+    assert f"warning: {sklearns}\n" in err
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert ours in summary["warnings"] and sklearns in summary["warnings"]
