@@ -276,20 +276,25 @@ def _final_step(spec: specs.GridSearchSpec) -> str | None:
     return pipeline[-1].name if pipeline else None
 
 
-def prefix_key(params: dict[str, Any], final_step: str | None) -> str:
-    """The params that change a pipeline's prefix, as a comparable key.
+PrefixKey = tuple[tuple[str, str], ...]
+
+
+def prefix_key(params: dict[str, Any], final_step: str | None) -> PrefixKey:
+    """The params that change a pipeline's prefix, as a hashable key.
 
     Candidates with equal keys share every step before the final one, so the
     prefix fitted on a split serves them all. Without a pipeline there is no
-    prefix and every candidate shares the empty key.
+    prefix and every candidate shares the empty key. Values are compared by
+    ``repr`` so that 1, 1.0 and True stay apart, as they do for scikit-learn.
     """
     if final_step is None:
-        return ""
+        return ()
     marker = final_step + "__"
-    prefix = {
-        k: v for k, v in params.items() if not k.startswith(marker) and k != final_step
-    }
-    return json.dumps(prefix, sort_keys=True, default=repr)
+    return tuple(
+        (k, repr(v))
+        for k, v in sorted(params.items())
+        if not k.startswith(marker) and k != final_step
+    )
 
 
 def _shard_order(
@@ -297,12 +302,23 @@ def _shard_order(
 ) -> np.ndarray:
     # Group by prefix, then split, then candidate: contiguous cuts of this
     # order keep a shard on few (prefix, split) pairs, each fitted once.
-    keys = [prefix_key(p, final_step) for p in params]
-    _, group = np.unique(np.array(keys, dtype=object), return_inverse=True)
+    group = _prefix_groups(params, final_step)
     candidate = np.repeat(np.arange(len(params)), n_splits)
     split = np.tile(np.arange(n_splits), len(params))
     order = np.lexsort((candidate, split, group[candidate]))
     return (candidate[order] * n_splits + split[order]).astype(np.int64)
+
+
+def _prefix_groups(params: list[dict[str, Any]], final_step: str | None) -> np.ndarray:
+    """For each candidate, the number of its prefix group, in first-seen order."""
+    if final_step is None:
+        return np.zeros(len(params), dtype=np.int64)
+    numbers: dict[PrefixKey, int] = {}
+    return np.fromiter(
+        (numbers.setdefault(prefix_key(p, final_step), len(numbers)) for p in params),
+        dtype=np.int64,
+        count=len(params),
+    )
 
 
 def fingerprint(
