@@ -139,7 +139,7 @@ def _evaluate(ctx: SearchContext, todo: list[int]) -> Iterator[partials.Record]:
     plan = ctx.plan
     final_step = _shareable_final_step(ctx)
 
-    def group_key(task: int) -> tuple[str, int]:
+    def group_key(task: int) -> tuple[planning.PrefixKey, int]:
         candidate, split = divmod(task, plan.n_splits)
         return planning.prefix_key(plan.candidates[candidate], final_step), split
 
