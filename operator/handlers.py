@@ -26,10 +26,6 @@ logger = logging.getLogger(__name__)
 GRIDSEARCHES = (kube.GROUP, kube.VERSION, kube.PLURAL)
 OWNED = {jobs.GRIDSEARCH_LABEL: kopf.PRESENT}
 
-# Events normally arrive within a second; this sweep only mends the rare
-# one lost to an API error or a restart, so it can be slow.
-RESYNC_SECONDS = 60.0
-
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -73,13 +69,15 @@ def job_changed(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         reconcile.observe(namespace, name, role, dict(body))
 
 
-@kopf.timer(
+@kopf.on.resume(
     *GRIDSEARCHES,
-    interval=RESYNC_SECONDS,
-    initial_delay=RESYNC_SECONDS,
     when=lambda status, **_: bool(status.get("phase")) and not _terminal(status),
 )
-def resync(body: kopf.Body, **_: Any) -> None:
+def resumed(body: kopf.Body, **_: Any) -> None:
+    # A restarted operator re-reads the Jobs of every unfinished search, so an
+    # event it missed while down is not lost. A timer would do this too, but
+    # kopf guards timers with a finalizer, and a finalizer would make deleting
+    # a search hang whenever the operator is down.
     namespace, name = _key(body)
     with reconcile.serialised(namespace, name):
         reconcile.resync(namespace, name)

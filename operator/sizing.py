@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pydantic
+from kubernetes.client import V1Affinity, V1Toleration
 
 from kubegrid import estimators, planning
 from kubegrid import spec as specs
@@ -76,7 +78,37 @@ def admit(
             f"{_NAME_LIMIT}",
         )
     estimators.check_statically(manifest.spec)
+    check_pod(manifest.spec.pod)
     return manifest, size(manifest.spec)
+
+
+def check_pod(pod: specs.Pod) -> None:
+    """The PodSpec fields spec.pod passes through, checked by the client's models.
+
+    The manifest model keeps tolerations and affinity open; checked only when
+    the Job is created, a typo there would fail every retry of the creation
+    and leave the search Pending for good.
+    """
+    fields: list[tuple[str, type[pydantic.BaseModel], dict[str, Any]]] = [
+        (f"spec.pod.tolerations[{i}]", V1Toleration, t)
+        for i, t in enumerate(pod.tolerations)
+    ]
+    if pod.affinity:
+        fields.append(("spec.pod.affinity", V1Affinity, pod.affinity))
+    for field, model, value in fields:
+        try:
+            model.model_validate(value)
+        except pydantic.ValidationError as exc:
+            error = exc.errors()[0]
+            if error["type"] == "extra_forbidden":
+                error["msg"] = "unknown field"
+            where = "".join(
+                f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"]
+            )
+            raise SpecError(
+                f"{field}{where}",
+                f"{error['msg']} (got {error['input']!r}); write it as in a PodSpec",
+            ) from None
 
 
 def size(spec: specs.GridSearchSpec) -> Sizing:

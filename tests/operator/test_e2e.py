@@ -351,6 +351,25 @@ def test_deleting_a_search_removes_its_children(
     assert kube.get(GRIDSEARCH, NS, "gone") is None
 
 
+def test_deleting_while_the_operator_is_down_does_not_hang(
+    kube: Kube, s3: S3, running: OperatorProcess, job_controller: JobController
+) -> None:
+    """The operator puts no finalizer on a search, so deletion never waits for it."""
+    apply(kube, "orphan", iris_search(s3, "orphan"))
+    wait_phase(kube, "orphan", "Running", "Reducing", "Succeeded")
+    found = kube.get(GRIDSEARCH, NS, "orphan")
+    assert found is not None
+    assert not found["metadata"].get("finalizers")
+
+    running.kill()
+    client = kube.client()
+    try:
+        client.delete(GRIDSEARCH, NS, "orphan")
+    finally:
+        client.close()
+    assert kube.get(GRIDSEARCH, NS, "orphan") is None
+
+
 def test_secret_values_appear_nowhere(
     kube: Kube, s3: S3, running: OperatorProcess, job_controller: JobController
 ) -> None:
