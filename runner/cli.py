@@ -90,7 +90,10 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run a whole search on this machine")
     run.add_argument("file", help="GridSearch manifest (YAML)")
     run.add_argument(
-        "--workers", type=int, default=None, help="worker processes (default: cores)"
+        "--workers",
+        type=_positive,
+        default=None,
+        help="worker processes (default: cores)",
     )
     run.add_argument("--output", help="override spec.output.uri")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -104,10 +107,12 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="shard index (default: $JOB_COMPLETION_INDEX)",
     )
-    shard.add_argument("--shards", type=int, default=None, help="total shard count")
+    shard.add_argument(
+        "--shards", type=_positive, default=None, help="total shard count"
+    )
     shard.add_argument(
         "--workers",
-        type=int,
+        type=_positive,
         default=None,
         help="worker processes (default: from the container's CPU limit)",
     )
@@ -116,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
 
     reduce = commands.add_parser("reduce", help="merge partial results")
     reduce.add_argument("file")
-    reduce.add_argument("--shards", type=int, default=None)
+    reduce.add_argument("--shards", type=_positive, default=None)
     _add_report_option(reduce)
     reduce.set_defaults(handler=_cmd_reduce)
 
@@ -147,6 +152,17 @@ def _parser() -> argparse.ArgumentParser:
 
     cluster.add_commands(commands)
     return parser
+
+
+def _positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
 
 
 def _add_report_option(parser: argparse.ArgumentParser) -> None:
@@ -180,6 +196,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     manifest = _load(args.file, args.output)
     ctx = context.prepare(manifest)
+    ctx.check_output()
     for note in ctx.warnings:
         console.warn(note)
     console.plan(ctx)
@@ -207,6 +224,7 @@ def _cmd_run_shard(args: argparse.Namespace) -> int:
 
     index = _shard_index(args.index)
     ctx = context.prepare(_load(args.file), n_shards=args.shards)
+    ctx.check_output()
     n_tasks = len(ctx.plan.task_ids(index))
     budget = parallel.budget(n_tasks, ctx.estimator_jobs())
     workers = args.workers or budget.workers

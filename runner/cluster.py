@@ -188,7 +188,7 @@ def _top_candidates(store: storage.Store, summary: dict[str, Any], top: int) -> 
 
 def _document(path: str) -> dict[str, Any]:
     """The GridSearch document of a file, as a plain dict to send."""
-    for document in yaml.safe_load_all(Path(path).read_text()):
+    for document in yaml.load_all(Path(path).read_text(), Loader=specs.Loader):
         if isinstance(document, dict) and document.get("kind") == specs.KIND:
             return document
     raise errors.SpecError("(manifest)", f"{path} holds no GridSearch document")
@@ -205,7 +205,12 @@ def _connect(args: argparse.Namespace, namespace: str | None) -> tuple[Any, str]
         contexts, active = kubernetes.config.list_kube_config_contexts(path)
         client = kubernetes.config.new_client_from_config(path, context=args.context)
     except (kubernetes.config.ConfigException, OSError) as exc:
-        raise errors.InfraError(f"no usable kubeconfig: {exc}") from None
+        # A missing or broken kubeconfig is a set-up mistake, not a blip.
+        raise errors.SpecError(
+            "--kubeconfig",
+            f"no usable kubeconfig at {path}: {exc}; point --kubeconfig or "
+            "KUBECONFIG at one, or pick a --context",
+        ) from None
     chosen = next((c for c in contexts if c["name"] == args.context), active)
     default = (chosen or {}).get("context", {}).get("namespace") or "default"
     return kubernetes.client.CustomObjectsApi(client), (

@@ -6,6 +6,7 @@ Called by the CLI only; everything else logs instead of printing.
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -64,6 +65,11 @@ def progress(total: int, enabled: bool = True) -> Iterator[Callable[[int, int], 
         yield lambda done, total: bar.update(task, completed=done)
 
 
+def _plain(value: Any) -> Any:
+    """numpy scalars as the Python numbers they hold, for printing."""
+    return value.item() if hasattr(value, "item") else repr(value)
+
+
 def outcome(ctx: SearchContext, summary: dict[str, Any], top: int = 5) -> None:
     """The best candidates and where every artifact is."""
     store = ctx.output()
@@ -88,7 +94,8 @@ def outcome(ctx: SearchContext, summary: dict[str, Any], top: int = 5) -> None:
     if summary.get("nFailedFits"):
         warn(f"{summary['nFailedFits']} fits failed: {summary['fitErrors']}")
     if "bestParams" in summary:
-        _out.print(f"best params: {summary['bestParams']}", highlight=False)
+        best = json.loads(json.dumps(summary["bestParams"], default=_plain))
+        _out.print(f"best params: {best}", highlight=False)
         _out.print(f"best score ({metric}): {summary['bestScore']}", highlight=False)
     if "holdout" in summary:
         _holdout(summary["holdout"])

@@ -48,6 +48,17 @@ class SearchContext:
     def output(self) -> storage.Store:
         return storage.open_store(self.spec.output.uri, datasets.location_of(self.spec))
 
+    def check_output(self) -> None:
+        """Fail before any fit if results could not be written where asked."""
+        try:
+            storage.check_writable(self.output())
+        except storage.StorageAccessError as exc:
+            raise SpecError(
+                "spec.output.uri",
+                f"cannot write results to {self.spec.output.uri}: {exc}; fix the "
+                "path or bucket and its permissions (or pass --output)",
+            ) from None
+
     def search_cv(self) -> GridSearchCV:
         """A GridSearchCV configured like this search, for scikit-learn's helpers."""
         return GridSearchCV(

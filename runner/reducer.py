@@ -25,12 +25,14 @@ import json
 import logging
 import math
 import time
+import warnings
 from collections import Counter
 from typing import Any
 
 import joblib
 import numpy as np
 from sklearn.base import clone
+from sklearn.exceptions import FitFailedWarning
 from sklearn.model_selection._validation import _warn_or_raise_about_fit_failures
 
 from kubegrid import holdout, metrics, partials, report, results
@@ -65,7 +67,11 @@ def cv_results(ctx: SearchContext, out: list[dict[str, Any]]) -> dict[str, Any]:
     """The ``cv_results_`` dict GridSearchCV would build from these fits."""
     search = ctx.search_cv()
     try:
-        _warn_or_raise_about_fit_failures(out, ctx.spec.error_score_value)
+        # The summary lists failed fits by error; scikit-learn's warning would
+        # repeat every traceback on the terminal.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FitFailedWarning)
+            _warn_or_raise_about_fit_failures(out, ctx.spec.error_score_value)
     except ValueError as exc:
         raise FitError(_all_fits_failed(out, str(exc))) from None
     return search._format_results(ctx.plan.candidates, ctx.plan.n_splits, out)
@@ -91,8 +97,11 @@ def reduce(ctx: SearchContext) -> dict[str, Any]:
     out, records = collect(ctx)
 
     # A summary left by an earlier reduce would vouch for the artifacts this
-    # one is about to replace; withdraw it until they are all written again.
+    # one is about to replace; withdraw it until they are all written again,
+    # and drop optional artifacts an earlier search wrote but this one may not.
     store.delete(results.SUMMARY)
+    for key in results.optional_artifacts():
+        store.delete(key)
     table = cv_results(ctx, out)
     table.update(_extra_columns(ctx, records))
     best = best_index(ctx, table)

@@ -221,7 +221,7 @@ def _heatmap(view: _View) -> Image | None:
         "the worst share one colour: read their numbers. Grey cells had no "
         "candidate or only failed fits."
     )
-    return _image("report-heatmap.png", "Score heatmap", caption, fig)
+    return _image(results.HEATMAP_PNG, "Score heatmap", caption, fig)
 
 
 def _colour_range(grid: np.ndarray, higher: bool) -> tuple[float, float, str]:
@@ -287,7 +287,7 @@ def _scores_by_param(view: _View) -> Image | None:
         "candidate's value; the band is ± one standard deviation over the folds. "
         "When no such slice exists (random search), every candidate is a dot."
     )
-    return _image("report-scores-by-param.png", "Score by parameter", caption, fig)
+    return _image(results.SCORES_PNG, "Score by parameter", caption, fig)
 
 
 def _param_panel(ax: Any, view: _View, param: str) -> None:
@@ -375,7 +375,7 @@ def _fit_time(view: _View) -> Image:
     ax.grid(alpha=0.3)
     ax.legend(loc="best")
     caption = "One point per candidate; candidates whose fits all failed are absent."
-    return _image("report-fit-time.png", "Fit time and score", caption, fig)
+    return _image(results.FIT_TIME_PNG, "Fit time and score", caption, fig)
 
 
 # --------------------------------------------------------------------------
@@ -419,7 +419,7 @@ def _confusion(holdout: dict[str, Any]) -> Image:
             f"class {threshold['positiveLabel']!r}: above it, that class is "
             "predicted."
         )
-    return _image("report-confusion.png", "Holdout confusion matrix", caption, fig)
+    return _image(results.CONFUSION_PNG, "Holdout confusion matrix", caption, fig)
 
 
 def _curves(holdout: dict[str, Any]) -> Image:
@@ -449,7 +449,7 @@ def _curves(holdout: dict[str, Any]) -> Image:
         f"{curves['responseMethod']}, on the held-out rows. Markers show where "
         "the default and the tuned thresholds operate."
     )
-    return _image("report-curves.png", "Holdout ROC and precision-recall", caption, fig)
+    return _image(results.CURVES_PNG, "Holdout ROC and precision-recall", caption, fig)
 
 
 def _operating_points(left: Any, right: Any, holdout: dict[str, Any]) -> None:

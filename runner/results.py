@@ -28,6 +28,20 @@ HOLDOUT = "holdout.json"
 TUNED_ESTIMATOR = "tuned_estimator.joblib"
 
 
+# Figures the report may draw; which ones depends on the search.
+HEATMAP_PNG = "report-heatmap.png"
+SCORES_PNG = "report-scores-by-param.png"
+FIT_TIME_PNG = "report-fit-time.png"
+CONFUSION_PNG = "report-confusion.png"
+CURVES_PNG = "report-curves.png"
+REPORT_IMAGES = (HEATMAP_PNG, SCORES_PNG, FIT_TIME_PNG, CONFUSION_PNG, CURVES_PNG)
+
+
+def optional_artifacts() -> list[str]:
+    """Artifacts a search writes only sometimes: model, holdout, report files."""
+    return [BEST_ESTIMATOR, HOLDOUT, TUNED_ESTIMATOR, REPORT, *REPORT_IMAGES]
+
+
 def artifact_uris(output: str, with_model: bool) -> dict[str, str]:
     base = output.rstrip("/")
     uris = {

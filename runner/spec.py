@@ -464,7 +464,54 @@ def parse(document: dict[str, Any]) -> GridSearch:
         raise _spec_error(exc) from None
     _check_refit(search.spec)
     _check_groups(search.spec)
-    return search
+    return _name_single_metric(search)
+
+
+def _name_single_metric(search: GridSearch) -> GridSearch:
+    """Let ``threshold.metric`` name a single scorer as the user wrote it.
+
+    scikit-learn keys a single metric as ``score`` in cv_results; users write
+    the scorer's own name (``accuracy``), so that spelling is accepted too.
+    """
+    spec = search.spec
+    threshold = spec.threshold
+    if (
+        threshold is None
+        or spec.multimetric
+        or not isinstance(spec.scoring, str)
+        or threshold.metric != spec.scoring
+    ):
+        return search
+    renamed = threshold.model_copy(update={"metric": "score"})
+    spec = spec.model_copy(update={"threshold": renamed})
+    return search.model_copy(update={"spec": spec})
+
+
+class Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading ``1e-3`` as a float as YAML 1.2 does.
+
+    PyYAML follows YAML 1.1, where a float needs a dot (``1.0e-3``), so
+    ``C: [1e-3, 1e3]`` would arrive as strings; kubectl and the API server
+    read the same text as numbers, and so must kubegrid.
+    """
+
+
+Loader.yaml_implicit_resolvers = {
+    key: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:float"]
+    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
 
 
 def load(path: str | Path) -> GridSearch:
@@ -478,7 +525,7 @@ def load(path: str | Path) -> GridSearch:
             "(manifest)", f"{path} is not UTF-8 text, as YAML must be: {exc}"
         ) from None
     try:
-        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+        documents = [d for d in yaml.load_all(text, Loader=Loader) if d is not None]
     except yaml.YAMLError as exc:
         raise SpecError("(manifest)", f"{path} is not valid YAML: {exc}") from None
     for document in documents:

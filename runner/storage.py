@@ -19,6 +19,7 @@ import errno
 import logging
 import os
 import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -89,6 +90,14 @@ def read_uri(uri: str, location: Location | None = None) -> bytes:
         return store.read(name)
     except NotFound:
         raise StorageAccessError(f"{uri}: no such object") from None
+
+
+def check_writable(store: Store) -> None:
+    """Write and remove a small probe object, so a bad output fails early."""
+    # A dot name: listings skip it, so a concurrent reader never sees it.
+    key = f".kubegrid-probe-{uuid.uuid4().hex[:12]}"
+    store.write(key, b"")
+    store.delete(key)
 
 
 class LocalStore:

@@ -145,3 +145,5 @@ def test_missing_bucket_fails_fast_naming_the_uri(
     assert "s3://no-such-bucket-kg/" in done.stderr
     assert "NoSuchBucket" in done.stderr
     assert "Traceback" not in done.stderr
+    # Both are found before any fit, and the message names the field to fix.
+    assert f"spec.{where}" in done.stderr

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kubegrid import cli
+from kubegrid import cli, spec
 from tests.engine.searches import Dataset, manifest, write_dataset, write_manifest
 
 Edit = Callable[[dict[str, Any]], None]
@@ -306,7 +306,7 @@ def test_unwritable_output_is_a_user_error(
     tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """An output path that cannot be a directory (it runs through a file) ends
-    the run with exit code 2 and the path in the message, not a traceback."""
+    the run before any fit with exit code 2, naming the field and the path."""
     data = write_dataset(tmp_path, "iris")
     blocker = tmp_path / "results.txt"
     blocker.write_text("a file, not a directory")
@@ -318,3 +318,24 @@ def test_unwritable_output_is_a_user_error(
     assert code == 2, err
     assert "Traceback" not in err
     assert str(blocker) in err and "Not a directory" in err
+    assert "spec.output.uri" in err
+    # Checked before any fit: no partial result was written anywhere.
+    assert not list(tmp_path.rglob("shard-*.json"))
+
+
+def test_yaml_exponent_floats_are_numbers(tmp_path: pathlib.Path) -> None:
+    """``1e-3`` is a float, as kubectl reads it, not the string PyYAML 1.1 sees."""
+    path = tmp_path / "exp.yaml"
+    path.write_text(
+        "apiVersion: kubegrid.io/v1alpha1\n"
+        "kind: GridSearch\n"
+        "metadata: {name: exp}\n"
+        "spec:\n"
+        "  dataset: {uri: d.csv, target: y}\n"
+        "  estimator: {class: sklearn.svm.SVC}\n"
+        "  paramGrid: {C: [1e-3, 1E3, 10], gamma: [1.5e-2]}\n"
+        "  output: {uri: out}\n"
+    )
+    grid = spec.load(path).spec.param_grid
+    assert grid == {"C": [0.001, 1000.0, 10], "gamma": [0.015]}
+    assert isinstance(grid["C"][0], float) and isinstance(grid["C"][2], int)

@@ -52,9 +52,12 @@ def test_output_bucket_deleted_mid_shard_is_a_user_error(
     s3.client.create_bucket(Bucket=bucket)
     path = write_search(s3, faulty_s3.url, f"s3://{bucket}/run", tmp_path)
     report = tmp_path / "termination-log"
-    # The proxy holds the first PUT to the output bucket long enough for the
-    # test to delete the (still empty) bucket under it.
-    held = faulty_s3.inject(1, "delay", method="PUT", path=f"^/{bucket}/", delay=3.0)
+    # The proxy holds the first PUT of results (after the start-up probe
+    # found the bucket writable) long enough for the test to delete the
+    # (still empty) bucket under it.
+    held = faulty_s3.inject(
+        1, "delay", method="PUT", path=f"^/{bucket}/run/partials/", delay=3.0
+    )
     log = tmp_path / "shard.log"
 
     pod = start(
@@ -81,7 +84,7 @@ def test_write_failing_past_the_retries_is_an_infra_error(
     the failure is the infrastructure's."""
     path = write_search(s3, faulty_s3.url, f"s3://{s3.bucket}/run", tmp_path)
     report = tmp_path / "termination-log"
-    failing = faulty_s3.inject(1_000, "internal", method="PUT")
+    failing = faulty_s3.inject(1_000, "internal", method="PUT", path="/partials/")
     log = tmp_path / "shard.log"
 
     pod = start(

@@ -228,3 +228,22 @@ def test_example_manifest_validates() -> None:
     example = pathlib.Path(__file__).parents[2] / "examples/breast-cancer-cost.yaml"
     assert cli.main(["validate", str(example)]) == 0
     estimators.check_statically(specs.load(example).spec)
+
+
+def test_a_single_scorer_can_be_named_by_its_own_name() -> None:
+    """With scoring: accuracy, threshold.metric: accuracy means that scorer."""
+    parsed = specs.parse(
+        document(
+            scoring="accuracy",
+            refit=True,
+            dataset={
+                "uri": "data.csv",
+                "target": "target",
+                "holdout": {"fraction": 0.25},
+            },
+            threshold={"metric": "accuracy"},
+        )
+    )
+    assert parsed.spec.threshold is not None
+    assert parsed.spec.threshold.metric == "score"
+    estimators.check_statically(parsed.spec)
