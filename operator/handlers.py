@@ -8,7 +8,9 @@ What kopf itself stores stays out of the status: handler progress and the
 last handled spec go into ``kubegrid.io/`` annotations, and no handler
 returns a value (kopf would write it into the status). There is no finalizer:
 the children carry ownerReferences, so deleting a GridSearch never waits for
-the operator.
+the operator. Nor is there a timer, which kopf would guard with a finalizer: a
+restarted operator catches up through the Job watch, whose first listing
+replays every existing Job into ``job_changed``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 import kopf
 
 from kubegrid import estimators
-from kubegrid.operator import jobs, kube, reconcile, status
+from kubegrid.operator import jobs, kube, reconcile
 
 logger = logging.getLogger(__name__)
 
@@ -67,24 +69,6 @@ def job_changed(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
     role = body.metadata.labels.get(jobs.ROLE_LABEL, "shard")
     with reconcile.serialised(namespace, name):
         reconcile.observe(namespace, name, role, dict(body))
-
-
-@kopf.on.resume(
-    *GRIDSEARCHES,
-    when=lambda status, **_: bool(status.get("phase")) and not _terminal(status),
-)
-def resumed(body: kopf.Body, **_: Any) -> None:
-    # A restarted operator re-reads the Jobs of every unfinished search, so an
-    # event it missed while down is not lost. A timer would do this too, but
-    # kopf guards timers with a finalizer, and a finalizer would make deleting
-    # a search hang whenever the operator is down.
-    namespace, name = _key(body)
-    with reconcile.serialised(namespace, name):
-        reconcile.resync(namespace, name)
-
-
-def _terminal(current: Any) -> bool:
-    return status.is_terminal(current)
 
 
 def _key(body: kopf.Body) -> tuple[str, str]:

@@ -94,10 +94,6 @@ def ensure(body: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
     return existing, False
 
 
-def get_job(namespace: str, name: str) -> dict[str, Any] | None:
-    return _get("Job", namespace, name)
-
-
 def set_job_suspended(namespace: str, name: str, suspend: bool) -> bool:
     """Suspend or resume a Job; False if it does not exist."""
     body = {"spec": {"suspend": suspend}}

@@ -71,7 +71,9 @@ def admit(search: Mapping[str, Any]) -> None:
     ]
     kopf.adopt(children, owner=_as_body(search))
     kube.ensure(children[0])
-    _, created = kube.ensure(children[1])
+    job, created = kube.ensure(children[1])
+    if not created:
+        _align_suspend(search, job)
     if created:
         message = (
             f"created Job {jobs.shard_job_name(name)}: {plan.n_candidates} "
@@ -90,6 +92,21 @@ def suspend(search: Mapping[str, Any], suspended: bool) -> None:
             )
 
 
+def _align_suspend(search: Mapping[str, Any], job: Mapping[str, Any]) -> None:
+    """Make an existing Job's suspend follow spec.suspend.
+
+    The field handler sees most changes, but one made while the operator was
+    down, or while it re-handled the creation, reaches no handler: comparing
+    states here catches it. A Job Kueue holds is Kueue's to release.
+    """
+    spec = search.get("spec") or {}
+    wanted = bool(spec.get("suspend"))
+    if not wanted and spec.get("queueName"):
+        return
+    if bool((job.get("spec") or {}).get("suspend")) != wanted:
+        suspend(search, wanted)
+
+
 def observe(namespace: str, name: str, role: str, job: Mapping[str, Any]) -> None:
     """A Job of the search changed: bring the search's status up to date."""
     search = kube.get_gridsearch(namespace, name)
@@ -98,6 +115,8 @@ def observe(namespace: str, name: str, role: str, job: Mapping[str, Any]) -> Non
     current = dict(search.get("status") or {})
     if status.is_terminal(current):
         return
+    if not status.is_finished(job):
+        _align_suspend(search, job)
     seen = _seen(search)
 
     # The pods are read only when their reports are needed: a finished
@@ -119,17 +138,6 @@ def observe(namespace: str, name: str, role: str, job: Mapping[str, Any]) -> Non
         _start_reducer(search, int(job["spec"]["completions"]))
         new["reducerJobName"] = jobs.reducer_job_name(name)
     _write(search, current, new)
-
-
-def resync(namespace: str, name: str) -> None:
-    """Re-read both Jobs: catches events lost to a crash or an API error."""
-    for role, job_name in (
-        ("shard", jobs.shard_job_name(name)),
-        ("reduce", jobs.reducer_job_name(name)),
-    ):
-        job = kube.get_job(namespace, job_name)
-        if job is not None:
-            observe(namespace, name, role, job)
 
 
 def _start_reducer(search: Mapping[str, Any], shards: int) -> None:
