@@ -237,20 +237,17 @@ def _cmd_run_shard(args: argparse.Namespace) -> int:
 
 
 def _cmd_reduce(args: argparse.Namespace) -> int:
-    from kubegrid import context, execution, partials, reducer
+    from kubegrid import context, execution, reducer
 
     ctx = context.prepare(_load(args.file), n_shards=args.shards)
-    try:
-        summary = reducer.reduce(ctx)
-    except errors.ResultsError as exc:
-        # A partial lost or altered after its shard finished (a corrupt one is
-        # deleted on reading): no shard pod runs again, so the reducer runs
-        # the missing shards itself, as `kubegrid run` does, and merges again.
-        logger.warning("%s", exc)
-        finished = partials.finished_shards(ctx.output(), ctx.fingerprint)
-        for shard in sorted(set(range(ctx.plan.n_shards)) - finished):
+
+    # No shard pod runs again once the reducer starts, so shards whose
+    # partials were lost or altered are recomputed here, in this pod.
+    def rerun(missing: list[int]) -> None:
+        for shard in missing:
             execution.run_shard(ctx, shard)
-        summary = reducer.reduce(ctx)
+
+    summary = reducer.reduce_recovering(ctx, rerun)
     _report(args.report_to, _brief(summary))
     print(json.dumps(_brief(summary)))
     return errors.EXIT_OK

@@ -18,7 +18,6 @@ from threadpoolctl import threadpool_limits
 
 from kubegrid import execution, parallel, reducer
 from kubegrid.context import SearchContext
-from kubegrid.errors import ResultsError
 
 logger = logging.getLogger(__name__)
 
@@ -44,14 +43,9 @@ def run(
     workers = min(workers or default_workers(ctx), ctx.plan.n_shards)
     shards = list(range(ctx.plan.n_shards))
     _run_shards(ctx, shards, workers, on_progress)
-    try:
-        return reducer.reduce(ctx)
-    except ResultsError as exc:
-        # A partial file lost or corrupted since it was written: run its
-        # shards again (finished tasks are skipped) and merge once more.
-        logger.warning("%s", exc)
-        _run_shards(ctx, shards, workers, on_progress)
-        return reducer.reduce(ctx)
+    return reducer.reduce_recovering(
+        ctx, lambda missing: _run_shards(ctx, missing, workers, on_progress)
+    )
 
 
 def _run_shards(

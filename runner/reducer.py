@@ -27,6 +27,7 @@ import math
 import time
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import joblib
@@ -127,6 +128,23 @@ def reduce(ctx: SearchContext) -> dict[str, Any]:
         summary.get("bestScore"),
     )
     return summary
+
+
+def reduce_recovering(
+    ctx: SearchContext, rerun: Callable[[list[int]], None]
+) -> dict[str, Any]:
+    """Reduce; if partials were lost or corrupted, ``rerun`` their shards once.
+
+    A corrupt partial is deleted when read, so its shard then counts as not
+    finished; finished tasks of a rerun shard are skipped, not refitted.
+    """
+    try:
+        return reduce(ctx)
+    except ResultsError as exc:
+        logger.warning("%s", exc)
+        finished = partials.finished_shards(ctx.output(), ctx.fingerprint)
+        rerun(sorted(set(range(ctx.plan.n_shards)) - finished))
+        return reduce(ctx)
 
 
 def _refit(ctx: SearchContext, params: dict[str, Any]) -> tuple[Any, float]:
