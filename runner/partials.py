@@ -97,11 +97,15 @@ def read_records(
     not done, so they are run again instead of poisoning the results. Each
     problem names the file and what was wrong with it.
     """
-    prefix = f"partials/{fingerprint}/"
-    keys = store.list(prefix)
-    if shard is not None:
-        wanted = f"shard-{shard:05d}"
-        keys = [k for k in keys if wanted in k]
+    # One shard lists only its own keys: a pod of a large search must not
+    # page through every other shard's files to find its own.
+    if shard is None:
+        keys = store.list(f"partials/{fingerprint}/")
+    else:
+        name = f"shard-{shard:05d}"
+        keys = store.list(f"partials/{fingerprint}/{name}") + store.list(
+            f"partials/{fingerprint}/chunks/{name}/"
+        )
     records: dict[int, Record] = {}
     problems: list[str] = []
     for key in keys:
