@@ -180,7 +180,13 @@ class S3Store:
         self.prefix = parsed.path.lstrip("/")
         if self.prefix and not self.prefix.endswith("/"):
             self.prefix += "/"
-        self.client = _client(location)
+        self.location = location
+
+    @property
+    def client(self) -> Any:
+        # Looked up on each call, so a store made before a fork is still safe
+        # to use in the child.
+        return _client(self.location)
 
     def _key(self, key: str) -> str:
         return self.prefix + key
@@ -231,6 +237,11 @@ class S3Store:
 
 
 _clients: dict[Location, Any] = {}
+
+# A forked worker must not share its parent's pooled connections: two
+# processes writing on one socket interleave their requests and read each
+# other's answers. The child drops the inherited clients and makes its own.
+os.register_at_fork(after_in_child=_clients.clear)
 
 
 def _client(location: Location) -> Any:

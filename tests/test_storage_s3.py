@@ -147,3 +147,32 @@ def test_missing_bucket_fails_fast_naming_the_uri(
     assert "Traceback" not in done.stderr
     # Both are found before any fit, and the message names the field to fix.
     assert f"spec.{where}" in done.stderr
+
+
+def _child_client_is_its_own(uri: str, endpoint: str, inherited_id: int) -> bool:
+    # Runs in a forked child: use the store as a worker would, and report
+    # whether the client behind it is a new one.
+    store = storage.open_store(uri, storage.Location(endpoint))
+    store.write(f"from-child-{os.getpid()}", b"x" * 1000)
+    return id(storage._client(storage.Location(endpoint))) != inherited_id
+
+
+def test_forked_workers_do_not_share_the_parents_connections(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A local run forks workers after the parent has talked to the store."""
+    import multiprocessing
+
+    for name, value in s3.env.items():
+        monkeypatch.setenv(name, value)
+    uri = f"s3://{s3.bucket}/fork"
+    store = storage.open_store(uri, storage.Location(s3.endpoint))
+    store.write("from-parent", b"p")  # opens a pooled keep-alive connection
+    parent = id(storage._client(storage.Location(s3.endpoint)))
+
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        own = pool.starmap(_child_client_is_its_own, [(uri, s3.endpoint, parent)] * 6)
+
+    assert all(own)
+    assert store.read("from-parent") == b"p"
+    assert len(store.list("from-child-")) >= 1
