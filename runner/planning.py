@@ -251,8 +251,13 @@ def make_plan(
     params = candidates(spec) if candidate_params is None else candidate_params
     n_tasks = len(params) * n_splits
     shards = shard_count(spec, n_tasks) if n_shards is None else n_shards
-    order = _shard_order(params, n_splits, _final_step(spec))
-    return Plan(params, n_splits, shards, order, shard_bounds(n_tasks, shards))
+    final_step = _final_step(spec)
+    groups = _prefix_groups(params, final_step)
+    order = _shard_order(groups, n_splits)
+    bounds = shard_bounds(n_tasks, shards)
+    if final_step is not None:
+        bounds = snap_to_units(bounds, unit_starts(order, groups, n_splits))
+    return Plan(params, n_splits, shards, order, bounds)
 
 
 def shard_bounds(n_tasks: int, n_shards: int) -> np.ndarray:
@@ -269,6 +274,40 @@ def shard_bounds(n_tasks: int, n_shards: int) -> np.ndarray:
         bounds = np.minimum(bounds, n_tasks - np.arange(n_shards, -1, -1))
     bounds[-1] = n_tasks
     return bounds
+
+
+def unit_starts(order: np.ndarray, groups: np.ndarray, n_splits: int) -> np.ndarray:
+    """Where each (prefix, split) unit starts in shard order, plus the end."""
+    candidate, split = np.divmod(order, n_splits)
+    group = groups[candidate]
+    change = (group[1:] != group[:-1]) | (split[1:] != split[:-1])
+    return np.concatenate([[0], np.flatnonzero(change) + 1, [len(order)]])
+
+
+def snap_to_units(bounds: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Move inner cuts onto the nearest unit start, where that is near enough.
+
+    A cut inside a (prefix, split) unit makes two shards fit that prefix.
+    A cut moves by at most half the smaller of its two shards, so sizes stay
+    within a factor of two of their targets and no shard becomes empty.
+    """
+    inner = bounds[1:-1]
+    if not len(inner):
+        return bounds
+    sizes = np.diff(bounds)
+    tolerance = np.minimum(sizes[:-1], sizes[1:]) // 2
+    after = np.minimum(np.searchsorted(starts, inner), len(starts) - 1)
+    before = starts[np.maximum(after - 1, 0)]
+    after = starts[after]
+    nearest = np.where(inner - before <= after - inner, before, after)
+    snapped = bounds.copy()
+    for i, (cut, target, slack) in enumerate(
+        zip(inner.tolist(), nearest.tolist(), tolerance.tolist(), strict=True), 1
+    ):
+        # Cuts stay strictly increasing: each shard keeps at least one task.
+        if abs(target - cut) <= slack and snapped[i - 1] < target < bounds[i + 1]:
+            snapped[i] = target
+    return snapped
 
 
 def _final_step(spec: specs.GridSearchSpec) -> str | None:
@@ -297,15 +336,12 @@ def prefix_key(params: dict[str, Any], final_step: str | None) -> PrefixKey:
     )
 
 
-def _shard_order(
-    params: list[dict[str, Any]], n_splits: int, final_step: str | None
-) -> np.ndarray:
+def _shard_order(groups: np.ndarray, n_splits: int) -> np.ndarray:
     # Group by prefix, then split, then candidate: contiguous cuts of this
     # order keep a shard on few (prefix, split) pairs, each fitted once.
-    group = _prefix_groups(params, final_step)
-    candidate = np.repeat(np.arange(len(params)), n_splits)
-    split = np.tile(np.arange(n_splits), len(params))
-    order = np.lexsort((candidate, split, group[candidate]))
+    candidate = np.repeat(np.arange(len(groups)), n_splits)
+    split = np.tile(np.arange(n_splits), len(groups))
+    order = np.lexsort((candidate, split, groups[candidate]))
     return (candidate[order] * n_splits + split[order]).astype(np.int64)
 
 

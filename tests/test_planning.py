@@ -77,6 +77,63 @@ def test_shards_group_tasks_sharing_a_pipeline_prefix() -> None:
     assert prefix_fits <= 6 + plan.n_shards - 1
 
 
+def _prefix_fits(plan: planning.Plan) -> int:
+    """How many (prefix, split) fits the shards of ``plan`` make in all."""
+    return sum(
+        len({(plan.candidates[c]["pca__n_components"], s) for c, s in plan.tasks(i)})
+        for i in range(plan.n_shards)
+    )
+
+
+def test_cuts_move_onto_prefix_units_when_near() -> None:
+    """A cut near a (prefix, split) boundary lands on it, saving a prefix fit."""
+    spec = make_spec(
+        estimator={
+            "pipeline": [
+                {"name": "pca", "class": "sklearn.decomposition.PCA"},
+                {"name": "clf", "class": "sklearn.linear_model.LogisticRegression"},
+            ]
+        },
+        paramGrid={"pca__n_components": [5], "clf__C": list(range(1, 25))},
+    )
+    plan = planning.make_plan(spec, n_splits=5, n_shards=8)
+    unsnapped = planning.shard_bounds(plan.n_tasks, plan.n_shards)
+    units = np.arange(0, plan.n_tasks + 1, 24)  # 5 units of 24 tasks
+
+    # Each cut moved at most half its smaller neighbour, onto a unit start
+    # whenever one was that close.
+    sizes = np.diff(unsnapped)
+    for i in range(1, plan.n_shards):
+        slack = min(sizes[i - 1], sizes[i]) // 2
+        moved = plan.bounds[i] - unsnapped[i]
+        assert abs(moved) <= slack
+        if np.min(np.abs(units - unsnapped[i])) <= slack:
+            assert plan.bounds[i] in units, (i, plan.bounds)
+    assert np.all(np.diff(plan.bounds) >= 1)
+    baseline = planning.Plan(
+        plan.candidates, plan.n_splits, plan.n_shards, plan.order, unsnapped
+    )
+    assert _prefix_fits(plan) < _prefix_fits(baseline)
+
+
+@pytest.mark.parametrize("shards", [2, 5, 9, 40, 119, 120])
+def test_snapped_cuts_still_partition_the_tasks(shards: int) -> None:
+    """Snapping never empties a shard nor drops or repeats a task."""
+    spec = make_spec(
+        estimator={
+            "pipeline": [
+                {"name": "pca", "class": "sklearn.decomposition.PCA"},
+                {"name": "svc", "class": "sklearn.svm.SVC"},
+            ]
+        },
+        paramGrid={"pca__n_components": [2, 3, 4], "svc__C": [1, 10, 100, 1000]},
+    )
+    plan = planning.make_plan(spec, n_splits=10, n_shards=shards)
+    seen = np.concatenate([plan.task_ids(i) for i in range(plan.n_shards)])
+    assert sorted(seen.tolist()) == list(range(plan.n_tasks))
+    assert all(len(plan.task_ids(i)) >= 1 for i in range(plan.n_shards))
+
+
 def test_random_search_is_reproducible_and_seeded() -> None:
     """A seeded random search samples the same candidates in every process."""
     grid = {"C": {"distribution": "loguniform", "a": 0.001, "b": 1000}}
