@@ -110,14 +110,19 @@ def reduce(ctx: SearchContext) -> dict[str, Any]:
     # Artifacts first, the summary last: a reader who finds summary.json
     # finds everything it points to.
     results.write_cv_results(store, table)
-    model, refit_seconds = None, None
-    if best is not None and ctx.spec.refit:
-        model, refit_seconds = _refit(ctx, table["params"][best])
-    summary = _summary(ctx, table, best, records, refit_seconds, started)
-    evaluation = None
-    if model is not None and ctx.holdout is not None:
-        evaluation = _evaluate_holdout(ctx, model, summary)
-    _write_report(ctx, table, summary, evaluation)
+    summary = _summary(ctx, table, best, records)
+
+    # The search's figures need only the table: they are drawn meanwhile.
+    with report.drawing(table, summary) as search_figures:
+        model = None
+        if best is not None and ctx.spec.refit:
+            model, refit_seconds = _refit(ctx, table["params"][best])
+            summary["refitSeconds"] = round(refit_seconds, 3)
+        evaluation = None
+        if model is not None and ctx.holdout is not None:
+            evaluation = _evaluate_holdout(ctx, model, summary)
+        _write_report(ctx, table, summary, evaluation, search_figures)
+    summary["reduceSeconds"] = round(time.perf_counter() - started, 3)
     store.write(
         results.SUMMARY, json.dumps(summary, indent=2, default=_json_default).encode()
     )
@@ -188,10 +193,11 @@ def _write_report(
     table: dict[str, Any],
     summary: dict[str, Any],
     evaluation: dict[str, Any] | None,
+    search_figures: Callable[[], list[report.Image]],
 ) -> None:
     # The report explains results; failing to draw it must not lose them.
     try:
-        report.write(ctx.output(), table, summary, evaluation)
+        report.write(ctx.output(), table, summary, evaluation, search_figures())
     except Exception as exc:
         logger.exception("the report could not be drawn")
         summary["warnings"].append(f"report not written: {type(exc).__name__}: {exc}")
@@ -233,8 +239,6 @@ def _summary(
     table: dict[str, Any],
     best: int | None,
     records: list[partials.Record],
-    refit_seconds: float | None,
-    started: float,
 ) -> dict[str, Any]:
     spec = ctx.spec
     errors = [r["fit_error"] for r in records if r["fit_error"]]
@@ -256,7 +260,6 @@ def _summary(
         "versions": ctx.versions,
         "warnings": ctx.warnings,
         "fitSeconds": round(sum(r["fit_time"] + r["score_time"] for r in records), 3),
-        "reduceSeconds": round(time.perf_counter() - started, 3),
         "artifacts": results.artifact_uris(
             spec.output.uri, best is not None and bool(spec.refit)
         ),
@@ -266,8 +269,6 @@ def _summary(
         summary["bestIndex"] = best
         summary["bestParams"] = table["params"][best]
         summary["bestScore"] = _finite_or_none(table[f"mean_test_{metric}"][best])
-        if refit_seconds is not None:
-            summary["refitSeconds"] = round(refit_seconds, 3)
     return summary
 
 

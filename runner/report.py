@@ -14,11 +14,16 @@ backend: no display, no network; the HTML embeds each PNG as base64.
 from __future__ import annotations
 
 import base64
+import concurrent.futures
+import contextlib
 import html
 import io
 import json
 import logging
 import math
+import multiprocessing
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +37,7 @@ import numpy as np
 from matplotlib import colormaps, patches
 from matplotlib.figure import Figure
 
-from kubegrid import results
+from kubegrid import parallel, results
 from kubegrid.storage import Store
 
 logger = logging.getLogger(__name__)
@@ -65,9 +70,16 @@ def write(
     table: dict[str, Any],
     summary: dict[str, Any],
     holdout: dict[str, Any] | None,
+    search: list[Image] | None = None,
 ) -> list[str]:
-    """Draw the report and write it with its PNGs; returns the names written."""
-    images = figures(table, summary, holdout)
+    """Draw the report and write it with its PNGs; returns the names written.
+
+    ``search`` holds the search's figures when they were drawn already (see
+    :func:`drawing`); otherwise they are drawn here.
+    """
+    if search is None:
+        search = search_figures(table, summary)
+    images = search + holdout_figures(holdout)
     for image in images:
         store.write(image.name, image.png)
     store.write(results.REPORT, render_html(table, summary, holdout, images).encode())
@@ -88,17 +100,72 @@ def figures(
     table: dict[str, Any], summary: dict[str, Any], holdout: dict[str, Any] | None
 ) -> list[Image]:
     """Every figure the data allows, in reading order."""
+    return search_figures(table, summary) + holdout_figures(holdout)
+
+
+def search_figures(table: dict[str, Any], summary: dict[str, Any]) -> list[Image]:
+    """The figures drawn from cv_results alone, in reading order."""
     view = _View(table, summary)
-    drawn = [
-        _heatmap(view),
-        _scores_by_param(view),
-        _fit_time(view),
-    ]
+    drawn = [draw(view) for draw in _SEARCH_FIGURES]
+    return [image for image in drawn if image is not None]
+
+
+def holdout_figures(holdout: dict[str, Any] | None) -> list[Image]:
+    """The figures of the refit model's evaluation on the test rows."""
+    drawn = []
     if holdout and holdout.get("confusionMatrix"):
         drawn.append(_confusion(holdout))
     if holdout and holdout.get("curves"):
         drawn.append(_curves(holdout))
-    return [image for image in drawn if image is not None]
+    return drawn
+
+
+@contextlib.contextmanager
+def drawing(
+    table: dict[str, Any], summary: dict[str, Any]
+) -> Iterator[Callable[[], list[Image]]]:
+    """Draw the search's figures while the caller goes on; yields a call that
+    waits for them.
+
+    The figures need only cv_results and the best index, so the reducer has
+    them drawn while it refits the best candidate. With two CPUs or more each
+    figure gets a forked process (they take about a second each, mostly in
+    matplotlib's layout); with one they are drawn when asked for.
+    """
+    workers = min(parallel.cpus(), len(_SEARCH_FIGURES))
+    if workers < 2:
+        yield lambda: search_figures(table, summary)
+        return
+
+    # The forked processes inherit the table instead of receiving a pickle.
+    global _drawing
+    _drawing = (table, summary)
+    fork = multiprocessing.get_context("fork")
+    pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=fork)
+    try:
+        futures = [pool.submit(_draw_one, i) for i in range(len(_SEARCH_FIGURES))]
+    finally:
+        _drawing = None
+
+    def wait() -> list[Image]:
+        drawn = [future.result() for future in futures]
+        return [image for image in drawn if image is not None]
+
+    try:
+        yield wait
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+# Set in the parent before forking; read by the processes it forks.
+_drawing: tuple[dict[str, Any], dict[str, Any]] | None = None
+
+
+def _draw_one(index: int) -> Image | None:
+    assert _drawing is not None
+    # A warning from a figure helps nobody in a child whose output is unseen.
+    warnings.simplefilter("ignore")
+    return _SEARCH_FIGURES[index](_View(*_drawing))
 
 
 # --------------------------------------------------------------------------
@@ -376,6 +443,14 @@ def _fit_time(view: _View) -> Image:
     ax.legend(loc="best")
     caption = "One point per candidate; candidates whose fits all failed are absent."
     return _image(results.FIT_TIME_PNG, "Fit time and score", caption, fig)
+
+
+# In reading order.
+_SEARCH_FIGURES: list[Callable[[_View], Image | None]] = [
+    _heatmap,
+    _scores_by_param,
+    _fit_time,
+]
 
 
 # --------------------------------------------------------------------------

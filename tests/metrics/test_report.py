@@ -96,3 +96,45 @@ def test_failed_fits_are_tabled_with_their_error(tmp_path: pathlib.Path) -> None
     text = report.render_html(table, summary, None, images)
     assert "ValueError: C must be positive" in text
     assert "{&quot;C&quot;: -1.0}" in text
+
+
+def test_figures_drawn_in_forked_processes_equal_those_drawn_inline(
+    cost_search: Search,
+) -> None:
+    """The reducer's parallel drawing gives the very PNGs a serial one does."""
+    table, summary = cost_search.cv_results(), cost_search.summary()
+    inline = report.search_figures(table, summary)
+    with report.drawing(table, summary) as wait:
+        forked = wait()
+    assert [i.name for i in forked] == [i.name for i in inline]
+    assert len(inline) == 3
+    for drawn, expected in zip(forked, inline, strict=True):
+        assert drawn.size == expected.size
+        assert drawn.png == expected.png, drawn.name
+
+
+def test_one_cpu_draws_when_asked(
+    cost_search: Search, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(report.parallel, "cpus", lambda: 1)
+    table, summary = cost_search.cv_results(), cost_search.summary()
+    with report.drawing(table, summary) as wait:
+        names = [i.name for i in wait()]
+    assert names == [i.name for i in report.search_figures(table, summary)]
+
+
+def test_a_figure_failing_in_its_process_reaches_the_caller(
+    cost_search: Search, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A drawing error is raised where the reducer waits, to be reported there."""
+
+    def broken(view: object) -> None:
+        raise RuntimeError("no figure today")
+
+    figures = [report._heatmap, broken, report._fit_time]
+    monkeypatch.setattr(report, "_SEARCH_FIGURES", figures)
+    with (
+        report.drawing(cost_search.cv_results(), cost_search.summary()) as wait,
+        pytest.raises(RuntimeError, match="no figure today"),
+    ):
+        wait()
