@@ -7,9 +7,9 @@ are hashed so that results can be tied to the exact data they came from.
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -60,7 +60,9 @@ def read_frame(
 ) -> tuple[pd.DataFrame, str]:
     """The table at ``uri`` and the sha256 of its bytes."""
     try:
-        raw = storage.read_uri(uri, location)
+        with storage.readable_path(uri, location) as path:
+            checksum = _sha256(path, uri)
+            frame = _parse(path, uri, fmt)
     except storage.StorageAccessError as exc:
         raise DataError(
             "spec.dataset.uri",
@@ -68,17 +70,26 @@ def read_frame(
             "read from the directory kubegrid runs in; s3:// also needs "
             "spec.storage and credentials)",
         ) from None
-    checksum = hashlib.sha256(raw).hexdigest()
+    return frame, checksum
+
+
+def _sha256(path: Path, uri: str) -> str:
+    try:
+        with path.open("rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+    except OSError as exc:
+        raise storage.StorageAccessError(f"{uri}: {exc.strerror}") from None
+
+
+def _parse(path: Path, uri: str, fmt: str) -> pd.DataFrame:
     try:
         if fmt == "parquet":
-            frame = pd.read_parquet(io.BytesIO(raw))
-        else:
-            frame = pd.read_csv(io.BytesIO(raw))
+            return pd.read_parquet(path)
+        return pd.read_csv(path)
     except Exception as exc:
         raise DataError(
             "spec.dataset.uri", f"cannot read {uri} as {fmt}: {exc}"
         ) from None
-    return frame, checksum
 
 
 def load(spec: specs.GridSearchSpec) -> Data:

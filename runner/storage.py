@@ -15,14 +15,17 @@ cannot fix it), anything else that survives boto3's own retries is an
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
+import stat
 import tempfile
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 from urllib.parse import urlparse
 
 from kubegrid.errors import InfraError, UserError
@@ -80,16 +83,40 @@ def open_store(uri: str, location: Location | None = None) -> Store:
     return LocalStore(uri)
 
 
-def read_uri(uri: str, location: Location | None = None) -> bytes:
-    """Read one whole object by its full URI."""
-    parent, _, name = uri.rstrip("/").rpartition("/")
-    if not is_s3(uri) and "/" not in uri:
-        parent, name = ".", uri
-    store = open_store(parent or "/", location)
-    try:
-        return store.read(name)
-    except NotFound:
-        raise StorageAccessError(f"{uri}: no such object") from None
+@contextlib.contextmanager
+def readable_path(uri: str, location: Location | None = None) -> Iterator[Path]:
+    """A local path holding the object at ``uri``, for parsers that stream.
+
+    A local file is its own path. An S3 object is streamed into a temporary
+    file, removed on exit: a dataset is never held whole in memory as bytes
+    beside the table parsed from it.
+    """
+    if not is_s3(uri):
+        path = Path(urlparse(uri).path if uri.startswith("file://") else uri)
+        try:
+            mode = path.stat().st_mode
+        except FileNotFoundError:
+            raise StorageAccessError(f"{uri}: no such object") from None
+        except OSError as exc:
+            raise StorageAccessError(f"{uri}: {exc.strerror}") from None
+        if not stat.S_ISREG(mode):
+            raise StorageAccessError(f"{uri}: not a file")
+        yield path
+        return
+    parent, _, name = uri.rpartition("/")
+    store = S3Store(parent, location or Location())
+    with tempfile.TemporaryDirectory(prefix="kubegrid-data-") as directory:
+        path = Path(directory) / name
+        try:
+            with path.open("wb") as handle:
+                store.download(name, handle)
+        except NotFound:
+            raise StorageAccessError(f"{uri}: no such object") from None
+        except OSError as exc:
+            raise InfraError(
+                f"{uri}: no room for a temporary copy in {directory}: {exc}"
+            ) from None
+        yield path
 
 
 def check_writable(store: Store) -> None:
@@ -198,6 +225,15 @@ class S3Store:
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
             return response["Body"].read()
+        except Exception as exc:
+            raise _translate(exc, self._where(key)) from None
+
+    def download(self, key: str, handle: BinaryIO) -> None:
+        """Stream one object into an open file, a megabyte at a time."""
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+            for chunk in response["Body"].iter_chunks(1 << 20):
+                handle.write(chunk)
         except Exception as exc:
             raise _translate(exc, self._where(key)) from None
 

@@ -222,6 +222,12 @@ MISTAKES = [
         ("/nonexistent/kubegrid/iris.csv", "no such", "check the URI"),
     ),
     Mistake(
+        "dataset-is-a-directory",
+        nested_edit("dataset.uri", "/tmp/"),
+        "spec.dataset.uri",
+        ("/tmp/", "not a file", "check the URI"),
+    ),
+    Mistake(
         "distribution-outside-its-domain",
         both(
             spec_edit(paramGrid={"C": {"distribution": "loguniform", "a": -1, "b": 2}}),
