@@ -316,22 +316,20 @@ _SAMPLES = {
 
 
 def _cmd_sample_data(args: argparse.Namespace) -> int:
-    import io
 
     import sklearn.datasets
 
-    from kubegrid import storage
+    from kubegrid import results, storage
 
     loader = getattr(sklearn.datasets, _SAMPLES[args.name])
     frame = loader(as_frame=True).frame
-    buffer = io.BytesIO()
     if args.dest.endswith((".parquet", ".pq")):
-        frame.to_parquet(buffer, index=False)
+        data = results.parquet_bytes(frame)
     else:
-        frame.to_csv(buffer, index=False)
+        data = frame.to_csv(index=False).encode()
     parent, _, name = args.dest.rpartition("/")
     store = storage.open_store(parent or ".", storage.Location(args.endpoint_url))
-    store.write(name, buffer.getvalue())
+    store.write(name, data)
     print(f"wrote {len(frame)} rows × {frame.shape[1]} columns to {args.dest}")
     return errors.EXIT_OK
 

@@ -10,12 +10,12 @@ candidate does not have (list-of-grids searches) is a null cell, which
 
 from __future__ import annotations
 
-import io
 import json
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from kubegrid.storage import Store
 
@@ -74,17 +74,33 @@ def to_frame(table: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
+def parquet_bytes(frame: pd.DataFrame) -> bytes:
+    """``frame`` as a Parquet file, built in Arrow's own memory.
+
+    Arrow's native buffers, never a Python file object: Arrow's worker
+    threads may drop the last reference to a reader after the interpreter has
+    begun to exit, and a Python file's destructor then needs the GIL, which
+    aborts the process (std::terminate) after the work is done.
+    """
+    sink = pa.BufferOutputStream()
+    frame.to_parquet(sink, index=False)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def frame_from_parquet(data: bytes) -> pd.DataFrame:
+    """The table in a Parquet file's bytes (see :func:`parquet_bytes`)."""
+    return pd.read_parquet(pa.BufferReader(data))
+
+
 def write_cv_results(store: Store, table: dict[str, Any]) -> None:
     frame = to_frame(table)
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False)
-    store.write(CV_RESULTS_PARQUET, buffer.getvalue())
+    store.write(CV_RESULTS_PARQUET, parquet_bytes(frame))
     store.write(CV_RESULTS_CSV, frame.to_csv(index=False).encode())
 
 
 def read_cv_results(store: Store) -> dict[str, Any]:
     """cv_results as scikit-learn shapes it: arrays, masked params, params list."""
-    frame = pd.read_parquet(io.BytesIO(store.read(CV_RESULTS_PARQUET)))
+    frame = frame_from_parquet(store.read(CV_RESULTS_PARQUET))
     table: dict[str, Any] = {}
     for key in frame.columns:
         column = frame[key]
