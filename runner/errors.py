@@ -79,3 +79,11 @@ class InfraError(KubegridError):
 
 class ResultsError(InfraError):
     """Partial results are missing or fail their checksum; rerun the named shards."""
+
+
+class MissingResults(ResultsError):
+    """Some tasks have no readable result; ``shards`` hold them in this plan."""
+
+    def __init__(self, message: str, shards: list[int]) -> None:
+        super().__init__(message)
+        self.shards = shards

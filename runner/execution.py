@@ -67,18 +67,28 @@ def run_shard(
     started = time.perf_counter()
     task_ids = ctx.plan.task_ids(shard).tolist()
 
-    # Work a previous attempt finished is kept, never redone.
-    done, problems = partials.read_records(store, ctx.fingerprint, shard)
+    # Work a previous attempt finished is kept, never redone, even when that
+    # attempt cut the search into other shards.
+    other_plans = partials.mark_plan(store, ctx.fingerprint, ctx.plan.id)
+    own, problems = partials.read_records(store, ctx.fingerprint, shard)
+    done = dict(own)
+    if other_plans:
+        everywhere, more = partials.read_records(store, ctx.fingerprint)
+        done.update(everywhere)
+        problems += more
     for problem in problems:
         logger.warning("shard %d: %s", shard, problem)
     todo = [t for t in task_ids if t not in done]
     if not todo and store.exists(partials.shard_key(ctx.fingerprint, shard)):
         logger.info("shard %d: all %d tasks already done", shard, len(task_ids))
-        return _report(shard, len(task_ids), 0, done, started)
+        return _report(shard, task_ids, 0, done, started)
     if progress and len(task_ids) > len(todo):
         progress(len(task_ids) - len(todo))
     logger.info(
-        "shard %d: %d tasks to run, %d already done", shard, len(todo), len(done)
+        "shard %d: %d tasks to run, %d already done",
+        shard,
+        len(todo),
+        len(task_ids) - len(todo),
     )
 
     # Run the rest, in this process or spread over forked workers.
@@ -87,10 +97,14 @@ def run_shard(
     else:
         done.update(run_tasks(ctx, shard, todo, progress))
 
-    # Publish the whole shard in task order, in one atomic write.
-    records = [done[t] for t in sorted(task_ids)]
+    # Publish the whole shard in task order, in one atomic write. It replaces
+    # the files named after this shard, so what they held for other tasks (an
+    # earlier plan's shard of this number) is carried over, not lost.
+    mine = set(task_ids)
+    kept = {t: r for t, r in own.items() if t not in mine}
+    records = [done[t] for t in sorted(mine)] + [kept[t] for t in sorted(kept)]
     partials.write_shard(store, ctx.fingerprint, shard, records)
-    return _report(shard, len(task_ids), len(todo), done, started)
+    return _report(shard, task_ids, len(todo), done, started)
 
 
 def run_tasks(
@@ -345,17 +359,19 @@ def _plain(scores: Any) -> Any:
 
 
 def _report(
-    shard: int, n_tasks: int, n_run: int, done: dict[int, Any], started: float
+    shard: int,
+    task_ids: list[int],
+    n_run: int,
+    done: dict[int, Any],
+    started: float,
 ) -> dict[str, Any]:
-    failed = sum(1 for r in done.values() if r.get("fit_error"))
+    mine = [done[t] for t in task_ids]
     return {
         "shard": shard,
-        "tasks": n_tasks,
+        "tasks": len(task_ids),
         "run": n_run,
-        "skipped": n_tasks - n_run,
-        "failed": failed,
+        "skipped": len(task_ids) - n_run,
+        "failed": sum(1 for r in mine if r.get("fit_error")),
         "seconds": round(time.perf_counter() - started, 3),
-        "fitSeconds": round(
-            sum(r["fit_time"] + r["score_time"] for r in done.values()), 3
-        ),
+        "fitSeconds": round(sum(r["fit_time"] + r["score_time"] for r in mine), 3),
     }

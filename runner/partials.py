@@ -5,12 +5,19 @@ Layout under the output location, per plan fingerprint::
     partials/<fingerprint>/shard-00003.json               a finished shard
     partials/<fingerprint>/chunks/shard-00003/<writer>-<seq>.json
                                                           checkpoints on the way
+    partials/<fingerprint>/plans/<plan id>                a plan that wrote here
 
 A shard checkpoints finished tasks every few seconds, so a killed pod loses at
 most those seconds of work; once it finishes it writes the shard file and
 drops its checkpoints. Writers name their checkpoints with a random id, so two
 pods running the same index never overwrite each other; readers keep one record
 per task (records of one task are equal: fits are deterministic).
+
+Sharding is not part of a search's identity: a search resumed with another
+shard count finds its finished tasks in files of the old numbering. Each
+shard marks its plan, and reads only its own files unless another plan has
+written here too; publishing shard 3 replaces the files named shard 3, so it
+carries over every record they held.
 
 Each file starts with a header line carrying the sha256 of the JSON body that
 follows, so a truncated or altered file is detected, named, and its tasks run
@@ -22,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 from collections import defaultdict
 from typing import Any
 
@@ -32,7 +38,6 @@ from kubegrid.storage import NotFound, Store
 logger = logging.getLogger(__name__)
 
 _MAGIC = b"kubegrid-partial/1"
-_SHARD_KEY = re.compile(r"shard-(\d+)")
 
 Record = dict[str, Any]
 
@@ -88,10 +93,18 @@ def write_shard(
         store.delete(key)
 
 
+def mark_plan(store: Store, fingerprint: str, plan_id: str) -> bool:
+    """Record that shards of ``plan_id`` write here; True if another plan did."""
+    prefix = f"partials/{fingerprint}/plans/"
+    store.write(prefix + plan_id, b"")
+    return any(key != prefix + plan_id for key in store.list(prefix))
+
+
 def read_records(
     store: Store, fingerprint: str, shard: int | None = None
 ) -> tuple[dict[int, Record], list[str]]:
-    """Every readable record by task id, for one shard or all, and the problems.
+    """Every readable record by task id, from one shard's files or all, and
+    the problems.
 
     Unreadable files are logged, deleted and skipped: their tasks then count as
     not done, so they are run again instead of poisoning the results. Each
@@ -101,6 +114,7 @@ def read_records(
     # page through every other shard's files to find its own.
     if shard is None:
         keys = store.list(f"partials/{fingerprint}/")
+        keys = [k for k in keys if k.endswith(".json")]
     else:
         name = f"shard-{shard:05d}"
         keys = store.list(f"partials/{fingerprint}/{name}") + store.list(
@@ -112,16 +126,6 @@ def read_records(
         for record in _read_file(store, key, problems):
             records.setdefault(int(record["task"]), record)
     return records, problems
-
-
-def finished_shards(store: Store, fingerprint: str) -> set[int]:
-    """Shards whose final file exists (not checked here: see read_records)."""
-    done = set()
-    for key in store.list(f"partials/{fingerprint}/shard-"):
-        match = _SHARD_KEY.search(key)
-        if match:
-            done.add(int(match.group(1)))
-    return done
 
 
 def _read_file(store: Store, key: str, problems: list[str]) -> list[Record]:

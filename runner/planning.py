@@ -75,6 +75,13 @@ class Plan:
         for task in self.task_ids(shard).tolist():
             yield divmod(task, self.n_splits)
 
+    @property
+    def id(self) -> str:
+        """Names this cut of the search: equal plans, equal ids."""
+        digest = hashlib.sha256(self.order.tobytes())
+        digest.update(self.bounds.tobytes())
+        return digest.hexdigest()[:12]
+
     def shard_of_tasks(self) -> np.ndarray:
         """For each task id, the shard that runs it."""
         owner = np.empty(self.n_tasks, dtype=np.int32)

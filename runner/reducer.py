@@ -38,7 +38,7 @@ from sklearn.model_selection._validation import _warn_or_raise_about_fit_failure
 
 from kubegrid import holdout, metrics, partials, report, results
 from kubegrid.context import SearchContext
-from kubegrid.errors import FitError, ResultsError
+from kubegrid.errors import FitError, MissingResults
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 def collect(ctx: SearchContext) -> tuple[list[dict[str, Any]], list[partials.Record]]:
     """Every task's result in GridSearchCV's order (candidate-major).
 
-    Raises ResultsError naming the shards whose results are missing or corrupt.
+    Raises MissingResults naming the shards whose results are missing or corrupt.
     """
     plan = ctx.plan
     records, problems = partials.read_records(ctx.output(), ctx.fingerprint)
@@ -54,10 +54,11 @@ def collect(ctx: SearchContext) -> tuple[list[dict[str, Any]], list[partials.Rec
     if missing:
         shards = ", ".join(f"{s} ({n} tasks)" for s, n in sorted(missing.items()))
         detail = f"; {'; '.join(problems)}" if problems else ""
-        raise ResultsError(
+        raise MissingResults(
             f"results are missing for shards {shards} of {plan.n_shards} "
             f"under {ctx.spec.output.uri}/partials/{ctx.fingerprint}; run those "
-            f"shards again{detail}"
+            f"shards again{detail}",
+            sorted(missing),
         )
     ordered = [records[task] for task in range(plan.n_tasks)]
     out = [_as_fit_and_score_output(r) for r in ordered]
@@ -140,15 +141,16 @@ def reduce_recovering(
 ) -> dict[str, Any]:
     """Reduce; if partials were lost or corrupted, ``rerun`` their shards once.
 
-    A corrupt partial is deleted when read, so its shard then counts as not
-    finished; finished tasks of a rerun shard are skipped, not refitted.
+    The shards to rerun are those of this plan holding a task without a
+    readable record, whatever files exist: an earlier run of the same search
+    may have cut its shards differently. A corrupt partial is deleted when
+    read; finished tasks of a rerun shard are skipped, not refitted.
     """
     try:
         return reduce(ctx)
-    except ResultsError as exc:
+    except MissingResults as exc:
         logger.warning("%s", exc)
-        finished = partials.finished_shards(ctx.output(), ctx.fingerprint)
-        rerun(sorted(set(range(ctx.plan.n_shards)) - finished))
+        rerun(exc.shards)
         return reduce(ctx)
 
 

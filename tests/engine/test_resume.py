@@ -223,3 +223,30 @@ def test_a_new_search_in_an_old_output_leaves_no_stale_artifacts(
 
     assert (out / "summary.json").exists()
     assert not (out / "best_estimator.joblib").exists()
+
+
+def test_a_rerun_cut_into_other_shards_runs_only_what_is_missing(
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Sharding is not part of a search's identity: a rerun with another shard
+    count finds the tasks already done, whichever files hold them, and fits
+    the rest, even where a file of the old numbering exists."""
+    before = make_search(tmp_path)
+    old = before.prepare()
+    run_all_shards(old)
+    lost = before.shard_file(old, 1)
+    lost_tasks = len(partials.decode(lost.read_bytes(), str(lost))["records"])
+    lost.unlink()
+    after = make_search(tmp_path, sharding={"shards": 5})
+
+    with caplog.at_level("INFO", logger="kubegrid.execution"):
+        code = cli.main(["run", str(after.path), "--quiet", "--workers", "1"])
+
+    assert code == 0
+    ran = [
+        int(line.split(": ")[1].split()[0])
+        for line in caplog.messages
+        if "tasks to run" in line
+    ]
+    assert sum(ran) == lost_tasks
+    assert_same_search(read_outcome(after.output), after.expected(), after.data.X)
