@@ -9,7 +9,9 @@ Vocabulary follows scikit-learn: a *candidate* is one parameter setting, a
 ``candidate * n_splits + split``, the order of GridSearchCV's own loop. A
 *shard* is one Job completion index: a contiguous run of tasks in *shard
 order*, which groups the tasks sharing a split and a pipeline prefix so that a
-shard can fit the prefix once and reuse it.
+shard can fit the prefix once and reuse it, and within each group spreads the
+candidates over the grid. Shards are cut by expected cost
+(:mod:`kubegrid.costs`), shrinking towards the end.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 import scipy.stats
 from sklearn.model_selection import ParameterGrid, ParameterSampler
 
+from kubegrid import costs
 from kubegrid import spec as specs
 from kubegrid.errors import SpecError
 
@@ -260,23 +263,35 @@ def make_plan(
     shards = shard_count(spec, n_tasks) if n_shards is None else n_shards
     final_step = _final_step(spec)
     groups = _prefix_groups(params, final_step)
-    order = _shard_order(groups, n_splits)
-    bounds = shard_bounds(n_tasks, shards)
+    order = _shard_order(groups, n_splits, costs.spread(len(params)))
+
+    # Shards are cut by expected cost, not task count, so that a shard of
+    # deep forests is as short as one of shallow ones.
+    expected = costs.estimate(params, _grid_names(spec.param_grid))
+    bounds = shard_bounds(expected[order // n_splits], shards)
     if final_step is not None:
         bounds = snap_to_units(bounds, unit_starts(order, groups, n_splits))
     return Plan(params, n_splits, shards, order, bounds)
 
 
-def shard_bounds(n_tasks: int, n_shards: int) -> np.ndarray:
-    """Where each shard starts in shard order, plus the end; sizes shrink.
+def shard_bounds(task_costs: np.ndarray, n_shards: int) -> np.ndarray:
+    """Where each shard starts in shard order, plus the end; costs shrink.
 
-    Every shard gets at least one task when there are enough to go round.
+    ``task_costs`` are the expected costs of the tasks in shard order. Shard
+    ``i`` gets a share of the total that falls linearly to ``TAIL_RATIO`` of
+    the first shard's by the last; a cut falls between the two tasks nearest
+    its target. Every shard gets at least one task when there are enough to
+    go round.
     """
+    n_tasks = len(task_costs)
     weights = np.linspace(1.0, TAIL_RATIO, n_shards) if n_shards > 1 else np.ones(1)
-    ends = np.cumsum(weights) / weights.sum() * n_tasks
-    bounds = np.concatenate([[0], ends]).round().astype(np.int64)
+    targets = np.cumsum(weights)[:-1] / weights.sum() * task_costs.sum()
+    # A task belongs to the shard its midpoint falls in.
+    midpoints = np.cumsum(task_costs) - task_costs / 2
+    inner = np.searchsorted(midpoints, targets)
+    bounds = np.concatenate([[0], inner, [n_tasks]]).astype(np.int64)
     if n_tasks >= n_shards:
-        # Rounding can leave a tiny shard empty; give each at least one task.
+        # A cut can fall where another did; give each shard at least one task.
         bounds = np.maximum(bounds, np.arange(n_shards + 1))
         bounds = np.minimum(bounds, n_tasks - np.arange(n_shards, -1, -1))
     bounds[-1] = n_tasks
@@ -343,13 +358,21 @@ def prefix_key(params: dict[str, Any], final_step: str | None) -> PrefixKey:
     )
 
 
-def _shard_order(groups: np.ndarray, n_splits: int) -> np.ndarray:
-    # Group by prefix, then split, then candidate: contiguous cuts of this
-    # order keep a shard on few (prefix, split) pairs, each fitted once.
+def _shard_order(groups: np.ndarray, n_splits: int, spread: np.ndarray) -> np.ndarray:
+    # Group by prefix, then split: contiguous cuts of this order keep a shard
+    # on few (prefix, split) pairs, each fitted once. Within a pair the
+    # candidates come spread over the grid, so no shard gets one corner of it.
+    rank = np.empty(len(groups), dtype=np.int64)
+    rank[spread] = np.arange(len(groups))
     candidate = np.repeat(np.arange(len(groups)), n_splits)
     split = np.tile(np.arange(n_splits), len(groups))
-    order = np.lexsort((candidate, split, groups[candidate]))
+    order = np.lexsort((rank[candidate], split, groups[candidate]))
     return (candidate[order] * n_splits + split[order]).astype(np.int64)
+
+
+def _grid_names(grid: dict[str, Any] | list[dict[str, Any]]) -> set[str]:
+    grids = grid if isinstance(grid, list) else [grid]
+    return {name for g in grids for name in g}
 
 
 def _prefix_groups(params: list[dict[str, Any]], final_step: str | None) -> np.ndarray:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.model_selection import ParameterGrid
 
-from kubegrid import planning
+from kubegrid import costs, planning
 from kubegrid import spec as specs
 from kubegrid.errors import SpecError
 
@@ -97,7 +97,7 @@ def test_cuts_move_onto_prefix_units_when_near() -> None:
         paramGrid={"pca__n_components": [5], "clf__C": list(range(1, 25))},
     )
     plan = planning.make_plan(spec, n_splits=5, n_shards=8)
-    unsnapped = planning.shard_bounds(plan.n_tasks, plan.n_shards)
+    unsnapped = planning.shard_bounds(np.ones(plan.n_tasks), plan.n_shards)
     units = np.arange(0, plan.n_tasks + 1, 24)  # 5 units of 24 tasks
 
     # Each cut moved at most half its smaller neighbour, onto a unit start
@@ -132,6 +132,59 @@ def test_snapped_cuts_still_partition_the_tasks(shards: int) -> None:
     seen = np.concatenate([plan.task_ids(i) for i in range(plan.n_shards)])
     assert sorted(seen.tolist()) == list(range(plan.n_tasks))
     assert all(len(plan.task_ids(i)) >= 1 for i in range(plan.n_shards))
+
+
+def _shard_costs(plan: planning.Plan, cost: dict[int, float]) -> list[float]:
+    return [sum(cost[c] for c, _ in plan.tasks(i)) for i in range(plan.n_shards)]
+
+
+def test_shards_are_cut_by_expected_cost_not_task_count() -> None:
+    """A forest of 1000 trees costs a shard as much as 100 forests of 10: the
+    shards' expected costs, not their task counts, shrink towards the tail."""
+    spec = make_spec(
+        estimator={"class": "sklearn.ensemble.RandomForestClassifier"},
+        paramGrid={"n_estimators": [10, 30, 100, 300, 1000], "max_features": [1, 2]},
+    )
+    plan = planning.make_plan(spec, n_splits=5, n_shards=4)
+    trees = {i: float(p["n_estimators"]) for i, p in enumerate(plan.candidates)}
+
+    shard_costs = _shard_costs(plan, trees)
+    weights = np.linspace(1.0, planning.TAIL_RATIO, plan.n_shards)
+    wanted = weights / weights.sum() * sum(shard_costs)
+    # Each shard is within one 1000-tree task of its share.
+    assert np.all(np.abs(np.array(shard_costs) - wanted) <= 1000)
+    by_count = planning.Plan(
+        plan.candidates,
+        plan.n_splits,
+        plan.n_shards,
+        plan.order,
+        planning.shard_bounds(np.ones(plan.n_tasks), plan.n_shards),
+    )
+    miss = np.abs(np.array(shard_costs) - wanted).max()
+    assert miss < np.abs(np.array(_shard_costs(by_count, trees)) - wanted).max()
+
+
+def test_every_shard_samples_the_whole_grid() -> None:
+    """Costs no parameter name reveals still cluster in grid order (the first
+    key varies slowest); every shard gets candidates from all over the grid."""
+    spec = make_spec(paramGrid={"C": list(range(10)), "gamma": list(range(10))})
+    plan = planning.make_plan(spec, n_splits=2, n_shards=8)
+    for shard in range(plan.n_shards):
+        for key in ("C", "gamma"):
+            values = [plan.candidates[c][key] for c, _ in plan.tasks(shard)]
+            # A shard of 18-30 tasks sees most of the ten values, centred.
+            assert len(set(values)) >= 7, (shard, key, values)
+            assert 2.5 <= np.mean(values) <= 6.5, (shard, key, values)
+
+
+def test_unlimited_depth_counts_as_the_deepest() -> None:
+    """``max_depth: None`` is dearer than any finite depth in the grid; a
+    value that is not a count says nothing and costs a typical amount."""
+    params = [{"max_depth": 2}, {"max_depth": 8}, {"max_depth": None}, {}]
+    cost = costs.estimate(params, ["max_depth"])
+    assert cost[0] < cost[1] < cost[2]
+    assert cost[3] == pytest.approx((cost[0] + cost[1]) / 2)
+    assert np.all(costs.estimate(params, ["C"]) == 1.0)
 
 
 def test_random_search_is_reproducible_and_seeded() -> None:
