@@ -93,4 +93,5 @@ def _factor(values: list[Any], unlimited: bool) -> np.ndarray:
 def _positive_number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return None
-    return float(value) if value > 0 else None
+    number = float(value)
+    return number if number > 0 else None
