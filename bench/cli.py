@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="kubegrid against GridSearchCV on this machine (issue 6).",
+        description="kubegrid against GridSearchCV on this machine.",
     )
     parser.add_argument(
         "--quick",

@@ -1,4 +1,4 @@
-"""The side-by-side workloads W1–W3 of issue 6, each as data plus a search.
+"""The side-by-side workloads W1–W3, each as data plus a search.
 
 Called by the comparison. A workload is described once, in a manifest's own
 vocabulary (``estimator``, ``paramGrid``, ``cv``, ``scoring``): the kubegrid

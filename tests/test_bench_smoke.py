@@ -1,7 +1,7 @@
 """The benchmark runs end to end and reports well-formed rows.
 
 Only the shape of the result is checked, never a time: the benchmark
-measures, tests check behaviour (issue 6).
+measures, tests check behaviour.
 """
 
 from __future__ import annotations

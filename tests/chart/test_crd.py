@@ -95,7 +95,7 @@ def test_crds_pass_the_kubernetes_schema_strictly(path):
 
 
 def test_names_scope_and_version():
-    """Group, kind, short name and version are the ones issue 3 fixes."""
+    """Group, kind, plural, short name and version are the documented API."""
     spec = crd()["spec"]
     assert crd()["metadata"]["name"] == "gridsearches.kubegrid.io"
     assert (spec["group"], spec["scope"]) == ("kubegrid.io", "Namespaced")

@@ -1,7 +1,8 @@
 """Static checks of the Dockerfile: no Docker engine runs on these machines.
 
 The image is built in CI elsewhere; here we parse the Dockerfile and check the
-properties issue 4 asks for, and that every command the chart and the
+properties it promises (slim base, non-root, pinned stack, no build tools in
+the final layer), and that every command the chart and the
 operator run in the image exists in the installed project.
 """
 
@@ -182,6 +183,4 @@ def test_chart_command_is_a_valid_kopf_run(values):
 
 def test_operator_module_the_chart_names_exists():
     """kubegrid.operator.handlers is importable as the chart's `-m` names it."""
-    if not (ROOT / "operator" / "handlers.py").exists():
-        pytest.skip("operator/handlers.py not written yet (issue 3)")
     assert importlib.util.find_spec("kubegrid.operator.handlers") is not None
