@@ -233,6 +233,26 @@ def _check_cost_matrix(definition: specs.Metric, field: str) -> None:
 # Building scorers
 
 
+# scikit-learn's naming rule for sklearn.metrics: a function ending in one of
+# these returns a value to minimise; any other, a value to maximise.
+_LOWER_IS_BETTER_SUFFIXES = ("_error", "_loss", "_deviance")
+
+
+def wants_greater(definition: specs.Metric) -> bool:
+    """Whether a declared metric rises with quality.
+
+    ``greaterIsBetter`` when given; otherwise scikit-learn's naming rule, so
+    that ``mean_squared_error`` ranks the smallest error first, as
+    ``neg_mean_squared_error`` does. A cost matrix is always a loss.
+    """
+    if definition.cost_matrix is not None:
+        return False
+    if definition.greater_is_better is not None:
+        return definition.greater_is_better
+    assert definition.metric is not None
+    return not definition.metric.endswith(_LOWER_IS_BETTER_SUFFIXES)
+
+
 def response_methods_of(definition: specs.Metric) -> tuple[str, ...]:
     """The model outputs a declared metric reads, in the order it tries them."""
     method = definition.response_method or "predict"
@@ -253,11 +273,7 @@ def build(definition: specs.Metric) -> Any:
     method = definition.response_method or "predict"
     return make_scorer(
         metric_functions()[definition.metric],
-        greater_is_better=(
-            True
-            if definition.greater_is_better is None
-            else definition.greater_is_better
-        ),
+        greater_is_better=wants_greater(definition),
         response_method=method if isinstance(method, str) else tuple(method),
         **definition.kwargs,
     )
@@ -294,9 +310,7 @@ def greater_is_better(scoring: Scoring) -> dict[str, bool]:
     directions = {}
     for key, entry in entries(scoring).items():
         if isinstance(entry, specs.Metric):
-            directions[key] = entry.cost_matrix is None and (
-                entry.greater_is_better is not False
-            )
+            directions[key] = wants_greater(entry)
         elif isinstance(entry, str):
             directions[key] = get_scorer(entry)._sign > 0
         else:

@@ -15,11 +15,15 @@ import joblib
 import numpy as np
 import pytest
 from sklearn.base import clone
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import (
+    average_precision_score,
     confusion_matrix,
     fbeta_score,
     make_scorer,
+    mean_absolute_error,
+    median_absolute_error,
+    r2_score,
     roc_auc_score,
 )
 from sklearn.model_selection import (
@@ -30,6 +34,7 @@ from sklearn.model_selection import (
 )
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.svm import LinearSVC
 
 from kubegrid import context, local, results, storage
 from kubegrid import spec as specs
@@ -184,3 +189,102 @@ def test_multiclass_cost_matrix_equals_python_cost(tmp_path: pathlib.Path) -> No
         cv=3,
     ).fit(dataset.X, dataset.y)
     assert_same_cv_results(ours, theirs.cv_results_)
+
+
+def _run_local(tmp_path: pathlib.Path, document: dict[str, Any]) -> dict[str, Any]:
+    ctx = context.prepare(specs.parse(document))
+    summary = local.run(ctx, 1)
+    return summary | {"table": results.read_cv_results(ctx.output())}
+
+
+def test_error_metrics_rank_the_smallest_error_first(tmp_path: pathlib.Path) -> None:
+    """An ``*_error`` function is a loss by scikit-learn's naming rule, and
+    ``greaterIsBetter: false`` says so explicitly: both equal make_scorer with
+    greater_is_better=False, and refit picks the smallest error."""
+    dataset = write_dataset(tmp_path, "diabetes")
+    grid = {"alpha": [0.001, 0.1, 10.0, 1000.0]}
+    document = manifest(
+        dataset,
+        tmp_path / "out",
+        estimator={"class": "sklearn.linear_model.Ridge"},
+        param_grid=grid,
+        cv=4,
+        scoring={
+            "mae": {"metric": "mean_absolute_error"},
+            "medae": {"metric": "median_absolute_error", "greaterIsBetter": False},
+            "r2": {"metric": "r2_score"},
+        },
+        refit="mae",
+    )
+    ours = _run_local(tmp_path, document)
+
+    theirs = GridSearchCV(
+        Ridge(),
+        grid,
+        scoring={
+            "mae": make_scorer(mean_absolute_error, greater_is_better=False),
+            "medae": make_scorer(median_absolute_error, greater_is_better=False),
+            "r2": make_scorer(r2_score),
+        },
+        refit="mae",
+        cv=4,
+    ).fit(dataset.X, dataset.y)
+    assert_same_cv_results(ours["table"], theirs.cv_results_)
+    assert ours["bestIndex"] == theirs.best_index_
+    assert ours["bestParams"] == theirs.best_params_
+    assert ours["greaterIsBetter"] == {"mae": False, "medae": False, "r2": True}
+    assert (ours["table"]["mean_test_mae"] < 0).all()
+
+
+def test_a_metric_on_decision_scores_equals_make_scorer(
+    tmp_path: pathlib.Path,
+) -> None:
+    """``responseMethod: decision_function`` feeds the margin, not labels or
+    probabilities, to the metric: LinearSVC has no predict_proba at all."""
+    dataset = write_dataset(tmp_path, "breast_cancer")
+    grid = {"clf__C": [0.001, 0.01, 0.1]}
+    pipeline = {
+        "pipeline": [
+            {"name": "scale", "class": "sklearn.preprocessing.StandardScaler"},
+            {"name": "clf", "class": "sklearn.svm.LinearSVC"},
+        ]
+    }
+    document = manifest(
+        dataset,
+        tmp_path / "out",
+        estimator=pipeline,
+        param_grid=grid,
+        cv=3,
+        scoring={
+            "ap": {
+                "metric": "average_precision_score",
+                "responseMethod": "decision_function",
+            }
+        },
+        refit="ap",
+    )
+    ours = _run_local(tmp_path, document)
+
+    theirs = GridSearchCV(
+        Pipeline([("scale", StandardScaler()), ("clf", LinearSVC())]),
+        grid,
+        scoring={
+            "ap": make_scorer(
+                average_precision_score, response_method="decision_function"
+            )
+        },
+        refit="ap",
+        cv=3,
+    ).fit(dataset.X, dataset.y)
+    assert_same_cv_results(ours["table"], theirs.cv_results_)
+    assert ours["bestIndex"] == theirs.best_index_
+    # Margins, not labels: on labels the same metric gives other numbers.
+    on_labels = GridSearchCV(
+        Pipeline([("scale", StandardScaler()), ("clf", LinearSVC())]),
+        grid,
+        scoring=make_scorer(average_precision_score),
+        cv=3,
+    ).fit(dataset.X, dataset.y)
+    assert not np.array_equal(
+        ours["table"]["mean_test_ap"], on_labels.cv_results_["mean_test_score"]
+    )
