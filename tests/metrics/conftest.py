@@ -7,7 +7,9 @@ named scorer), holds a quarter of the rows out and tunes the threshold.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import pathlib
 from typing import Any
 
@@ -43,6 +45,7 @@ class Search:
     dataset: Dataset
     document: dict[str, Any]
     output: pathlib.Path
+    printed: str = ""  # what `kubegrid run` wrote to standard output
 
     def store(self) -> storage.Store:
         return storage.open_store(str(self.output))
@@ -80,5 +83,7 @@ def cost_search(tmp_path_factory: pytest.TempPathFactory) -> Search:
     document = cost_search_document(dataset, folder / "out")
     document["spec"]["dataset"]["holdout"] = {"fraction": 0.25, "randomState": 0}
     path = write_manifest(folder, document)
-    assert cli.main(["run", str(path), "--quiet", "--workers", "2"]) == 0
-    return Search(dataset, document, folder / "out")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert cli.main(["run", str(path), "--quiet", "--workers", "2"]) == 0
+    return Search(dataset, document, folder / "out", printed.getvalue())

@@ -56,6 +56,15 @@ def test_report_uri_is_in_the_summary(cost_search: Search) -> None:
     assert artifacts["reportUri"] == f"{cost_search.output}/{results.REPORT}"
 
 
+def test_kubegrid_run_ends_by_printing_where_the_report_is(
+    cost_search: Search,
+) -> None:
+    """The last lines of a local run name the report's path."""
+    report = str(cost_search.output / results.REPORT)
+    tail = cost_search.printed.strip().splitlines()[-8:]
+    assert any(line.endswith(report) for line in tail), tail
+
+
 def test_kubegrid_report_redraws_from_the_output_location(
     cost_search: Search, capsys: pytest.CaptureFixture[str]
 ) -> None:
