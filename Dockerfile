@@ -39,7 +39,8 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY runner/ runner/
 COPY operator/ operator/
-# pyproject.toml pins scikit-learn, numpy, scipy, pandas, kopf and kubernetes to
+# pyproject.toml pins the data stack (scikit-learn, numpy, scipy, pandas,
+# pyarrow, joblib, threadpoolctl, matplotlib), boto3, kopf and kubernetes to
 # the versions the tests run with; a regular (non-editable) install.
 RUN pip install . && pip check
 

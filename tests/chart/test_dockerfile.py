@@ -101,6 +101,20 @@ def test_runs_as_the_non_root_user_the_chart_expects():
     assert pod["securityContext"]["runAsUser"] == uid
 
 
+# What computes, stores or draws a result: each must be the version tested.
+DATA_STACK = (
+    "scikit-learn",
+    "numpy",
+    "scipy",
+    "pandas",
+    "pyarrow",
+    "joblib",
+    "threadpoolctl",
+    "matplotlib",
+    "boto3",
+)
+
+
 def test_installs_the_project_with_its_pins():
     """`pip install .` from pyproject.toml, whose pins match the tests' stack."""
     build = _stages()[1]
@@ -110,7 +124,7 @@ def test_installs_the_project_with_its_pins():
     for source in ("pyproject.toml", "README.md", "runner/", "operator/"):
         assert source in copied
     pins = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    for package in ("scikit-learn", "numpy", "scipy", "pandas"):
+    for package in DATA_STACK:
         (pin,) = [d for d in pins["dependencies"] if d.startswith(package + "==")]
         assert importlib.metadata.version(package) == pin.split("==")[1]
 
