@@ -18,6 +18,7 @@ what a pod runs only by naming its own image.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 from typing import Any
@@ -69,6 +70,10 @@ def reducer_job_name(search: str) -> str:
     return f"{search}-reduce"
 
 
+# The operator's own version: the image it runs is the one the pods run.
+_VERSION = importlib.metadata.version("kubegrid")
+
+
 def labels(search: str, role: str) -> dict[str, str]:
     """Labels linking a child to its search, plus the recommended app labels."""
     return {
@@ -77,6 +82,8 @@ def labels(search: str, role: str) -> dict[str, str]:
         "app.kubernetes.io/name": "kubegrid",
         "app.kubernetes.io/instance": search,
         "app.kubernetes.io/component": role,
+        "app.kubernetes.io/part-of": "kubegrid",
+        "app.kubernetes.io/version": _VERSION,
         "app.kubernetes.io/managed-by": "kubegrid-operator",
     }
 
@@ -301,6 +308,10 @@ def _env(storage: specs.Storage) -> list[dict[str, Any]]:
     ]
     if ref.session_token_key:
         keys.append(("AWS_SESSION_TOKEN", ref.session_token_key))
+    # boto3 reads the endpoint from AWS_ENDPOINT_URL when the spec gives none,
+    # so a private store's address can stay in the Secret too.
+    if ref.endpoint_url_key:
+        keys.append(("AWS_ENDPOINT_URL", ref.endpoint_url_key))
     for variable, key in keys:
         selector = {"name": ref.name, "key": key}
         env.append({"name": variable, "valueFrom": {"secretKeyRef": selector}})

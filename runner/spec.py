@@ -79,12 +79,14 @@ class _Model(BaseModel):
 
 
 class SecretRef(_Model):
-    """A Secret holding S3 credentials; only its name and keys travel."""
+    """A Secret holding S3 credentials (and perhaps the endpoint); only its
+    name and keys travel."""
 
     name: str
     access_key_id_key: str = "AWS_ACCESS_KEY_ID"
     secret_access_key_key: str = "AWS_SECRET_ACCESS_KEY"
     session_token_key: str | None = None
+    endpoint_url_key: str | None = None
 
 
 class Storage(_Model):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 from typing import Any
 
 import kubernetes_validate
@@ -133,6 +134,18 @@ def test_credentials_travel_only_as_secret_references(spec: dict[str, Any]) -> N
             "name": variable,
             "valueFrom": {"secretKeyRef": {"name": "s3-creds", "key": key}},
         }
+    assert "AWS_ENDPOINT_URL" not in env
+
+
+def test_the_endpoint_may_come_from_the_secret(spec: dict[str, Any]) -> None:
+    """A private store's address can stay in the Secret beside the keys."""
+    spec["storage"] = {"secretRef": {"name": "s3", "endpointUrlKey": "endpoint"}}
+    job = jobs.shard_job("gs", "ml", parsed(spec), 1)
+    env = {e["name"]: e for e in container(job)["env"]}
+    assert env["AWS_ENDPOINT_URL"]["valueFrom"] == {
+        "secretKeyRef": {"name": "s3", "key": "endpoint"}
+    }
+    assert "value" not in env["AWS_ENDPOINT_URL"]
 
 
 def test_image_resources_and_scheduling_pass_through(spec: dict[str, Any]) -> None:
@@ -212,6 +225,10 @@ def test_children_are_named_and_labelled_after_their_search(
             assert labels[jobs.GRIDSEARCH_LABEL] == "gs"
             assert labels[jobs.ROLE_LABEL] == role
             assert labels["app.kubernetes.io/instance"] == "gs"
+            assert labels["app.kubernetes.io/part-of"] == "kubegrid"
+            assert labels["app.kubernetes.io/version"] == (
+                importlib.metadata.version("kubegrid")
+            )
 
 
 def test_chart_defaults_apply_where_the_spec_is_silent(
