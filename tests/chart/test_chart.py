@@ -202,6 +202,7 @@ def test_job_defaults_are_locked_down_too(scenario):
     assert container == {
         "allowPrivilegeEscalation": False,
         "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
         "capabilities": {"drop": ["ALL"]},
     }
 
