@@ -36,7 +36,7 @@ from sklearn.base import clone
 from sklearn.model_selection._validation import _fit_and_score
 from sklearn.pipeline import Pipeline
 from sklearn.utils import _safe_indexing
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from kubegrid import parallel, partials, planning
 from kubegrid.context import SearchContext
@@ -91,11 +91,15 @@ def run_shard(
         len(task_ids) - len(todo),
     )
 
-    # Run the rest, in this process or spread over forked workers.
+    # Run the rest, in this process or spread over forked workers. Either
+    # way BLAS and OpenMP get at most the container's CPUs, not the node's:
+    # left to itself OpenBLAS starts a thread per core of the machine. A
+    # caller's tighter limit (a local worker's share) stands.
     if workers > 1 and len(todo) > 1:
         done.update(_run_forked(ctx, shard, todo, workers))
     else:
-        done.update(run_tasks(ctx, shard, todo, progress))
+        with threadpool_limits(min(parallel.cpus(), threads_in_use())):
+            done.update(run_tasks(ctx, shard, todo, progress))
 
     # Publish the whole shard in task order, in one atomic write. It replaces
     # the files named after this shard, so what they held for other tasks (an
@@ -117,7 +121,9 @@ def run_tasks(
     pending: list[partials.Record] = []
     interval = checkpoint_seconds()
     seq, last_flush = 0, time.monotonic()
+    threads = threads_in_use()
     for record in _evaluate(ctx, todo):
+        record["threads"] = threads
         done[record["task"]] = record
         pending.append(record)
         if progress:
@@ -342,6 +348,11 @@ def _run_slice(todo: list[int]) -> dict[int, partials.Record]:
     assert _forked is not None
     ctx, shard = _forked
     return run_tasks(ctx, shard, todo)
+
+
+def threads_in_use() -> int:
+    """The most threads a BLAS or OpenMP library of this process may start."""
+    return max((info["num_threads"] for info in threadpool_info()), default=1)
 
 
 def peak_memory_mb() -> float:

@@ -35,8 +35,9 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.exceptions import FitFailedWarning
 from sklearn.model_selection._validation import _warn_or_raise_about_fit_failures
+from threadpoolctl import threadpool_limits
 
-from kubegrid import holdout, metrics, partials, report, results
+from kubegrid import holdout, metrics, parallel, partials, report, results
 from kubegrid.context import SearchContext
 from kubegrid.errors import FitError, MissingResults
 
@@ -117,8 +118,13 @@ def reduce(ctx: SearchContext) -> dict[str, Any]:
     with report.drawing(table, summary) as search_figures:
         model = None
         if best is not None and ctx.spec.refit:
-            model, refit_seconds = _refit(ctx, table["params"][best])
+            threads = _refit_threads(
+                float(table["mean_fit_time"][best]), search_figures
+            )
+            with threadpool_limits(threads):
+                model, refit_seconds = _refit(ctx, table["params"][best])
             summary["refitSeconds"] = round(refit_seconds, 3)
+            summary["threads"]["refit"] = threads
         evaluation = None
         if model is not None and ctx.holdout is not None:
             evaluation = _evaluate_holdout(ctx, model, summary)
@@ -152,6 +158,28 @@ def reduce_recovering(
         logger.warning("%s", exc)
         rerun(exc.shards)
         return reduce(ctx)
+
+
+# A refit expected to take less than this runs beside the figures' processes,
+# on the CPUs they leave; a longer one waits the second or two they take, then
+# has every CPU. (Oversubscribed OpenBLAS threads spin: a 0.2 s refit sharing
+# two CPUs with two drawing processes took 3.5 s.)
+SHORT_REFIT_SECONDS = 10.0
+
+
+def _refit_threads(
+    mean_fit_seconds: float, figures: Callable[[], list[report.Image]]
+) -> int:
+    """BLAS/OpenMP threads for the refit, given the best candidate's mean fit
+    time in the search (one thread per worker there)."""
+    cpus = parallel.cpus()
+    drawing = report.drawing_processes()
+    if not drawing:
+        return cpus
+    if mean_fit_seconds < SHORT_REFIT_SECONDS:
+        return max(1, cpus - drawing)
+    figures()
+    return cpus
 
 
 def _refit(ctx: SearchContext, params: dict[str, Any]) -> tuple[Any, float]:
@@ -230,9 +258,12 @@ def _extra_columns(
         n_c, n_s
     )
     failed = np.array([bool(r["fit_error"]) for r in records]).reshape(n_c, n_s)
+    # Partials written before threads were recorded count as 0: unknown.
+    threads = np.array([r.get("threads", 0) for r in records], dtype=np.int32)
     return {
         "max_peak_memory_mb": memory.max(axis=1),
         "n_failed_fits": failed.sum(axis=1).astype(np.int32),
+        "n_threads": threads.reshape(n_c, n_s).max(axis=1),
     }
 
 
@@ -262,6 +293,8 @@ def _summary(
         "versions": ctx.versions,
         "warnings": ctx.warnings,
         "fitSeconds": round(sum(r["fit_time"] + r["score_time"] for r in records), 3),
+        # BLAS/OpenMP threads each fit could use (the most over the search).
+        "threads": {"fit": max((r.get("threads", 0) for r in records), default=0)},
         "artifacts": results.artifact_uris(
             spec.output.uri, best is not None and bool(spec.refit)
         ),

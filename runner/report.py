@@ -132,8 +132,8 @@ def drawing(
     figure gets a forked process (they take about a second each, mostly in
     matplotlib's layout); with one they are drawn when asked for.
     """
-    workers = min(parallel.cpus(), len(_SEARCH_FIGURES))
-    if workers < 2:
+    workers = drawing_processes()
+    if not workers:
         yield lambda: search_figures(table, summary)
         return
 
@@ -155,6 +155,12 @@ def drawing(
         yield wait
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def drawing_processes() -> int:
+    """How many processes :func:`drawing` forks: 0 when it draws inline."""
+    workers = min(parallel.cpus(), len(_SEARCH_FIGURES))
+    return workers if workers >= 2 else 0
 
 
 # Set in the parent before forking; read by the processes it forks.

@@ -1,0 +1,42 @@
+"""Two levels of parallelism never multiply past the CPUs, and the results
+say how many threads each fit had.
+
+The CPU budget is what this process may run on (its cgroup quota, else its
+affinity); worker processes share it out and BLAS/OpenMP get the rest.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+import pytest
+
+from kubegrid import context, local, parallel, results
+from kubegrid import spec as specs
+from tests.engine.searches import manifest, write_dataset
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_fits_get_the_cpus_their_worker_leaves_and_say_so(
+    tmp_path: pathlib.Path, workers: int
+) -> None:
+    """Each fit's BLAS threads are the CPUs divided among the workers; the
+    count is in cv_results (n_threads) and the summary, refit included."""
+    dataset = write_dataset(tmp_path, "diabetes")
+    document = manifest(
+        dataset,
+        tmp_path / "out",
+        estimator={"class": "sklearn.linear_model.Ridge"},
+        param_grid={"alpha": [0.1, 1.0, 10.0, 100.0]},
+        cv=3,
+    )
+    ctx = context.prepare(specs.parse(document))
+
+    summary = local.run(ctx, workers)
+
+    expected = max(1, parallel.cpus() // min(workers, ctx.plan.n_shards))
+    table = results.read_cv_results(ctx.output())
+    assert np.all(np.asarray(table["n_threads"]) == expected)
+    assert summary["threads"]["fit"] == expected
+    assert 1 <= summary["threads"]["refit"] <= parallel.cpus()
