@@ -333,7 +333,9 @@ def _run_forked(
     try:
         fork = multiprocessing.get_context("fork")
         with fork.Pool(
-            len(slices), initializer=threadpool_limits, initargs=(threads,)
+            len(slices),
+            initializer=parallel.forked_worker,
+            initargs=(threads, os.getpid()),
         ) as pool:
             parts = pool.map(_run_slice, slices, chunksize=1)
     finally:

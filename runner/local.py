@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import queue
 from collections.abc import Callable
 from typing import Any
-
-from threadpoolctl import threadpool_limits
 
 from kubegrid import execution, parallel, reducer
 from kubegrid.context import SearchContext
@@ -69,12 +68,18 @@ def _run_shards(
             execution.run_shard(ctx, shard, bump)
         return
 
-    # Fork workers from this process so they inherit the loaded data.
+    # Fork workers from this process so they inherit the loaded data. Two
+    # levels of parallelism must not multiply: each worker gets its share of
+    # the cores for BLAS and OpenMP.
     fork = multiprocessing.get_context("fork")
     _context, _events = ctx, fork.SimpleQueue()
     threads = max(1, parallel.cpus() // workers)
     try:
-        with fork.Pool(workers, initializer=_init_worker, initargs=(threads,)) as pool:
+        with fork.Pool(
+            workers,
+            initializer=parallel.forked_worker,
+            initargs=(threads, os.getpid()),
+        ) as pool:
             pending = pool.map_async(_run_one, shards, chunksize=1)
             done = 0
             while not pending.ready() or not _events.empty():
@@ -95,12 +100,6 @@ def _drain(events: Any) -> int:
     except (EOFError, OSError, queue.Empty):
         pass
     return count
-
-
-def _init_worker(threads: int) -> None:
-    # Two levels of parallelism must not multiply: each worker gets its share
-    # of the cores for BLAS and OpenMP.
-    threadpool_limits(limits=threads)
 
 
 def _run_one(shard: int) -> dict[str, Any]:

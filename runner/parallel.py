@@ -9,12 +9,17 @@ the threads of BLAS/OpenMP and of an estimator's own ``n_jobs``.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import math
 import os
+import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from threadpoolctl import threadpool_limits
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +69,26 @@ def cpus() -> int:
         return usable
     # A fractional quota (1.5 CPUs) cannot keep two busy processes fed.
     return max(1, min(usable, math.floor(limit)))
+
+
+# prctl(2) option: the signal a process gets when its parent thread dies.
+_PR_SET_PDEATHSIG = 1
+
+
+def forked_worker(threads: int, parent: int) -> None:
+    """Initialise a forked worker: its share of threads, and its parent's fate.
+
+    A worker waits on a pipe that its siblings hold open too, so when the
+    parent is killed (SIGKILL, an OOM kill) no end-of-file ever wakes it: it
+    would wait forever. On Linux the kernel kills it with its parent instead.
+    """
+    threadpool_limits(limits=threads)
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    # The parent may have died before the request above was made.
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def estimator_jobs(params: list[dict[str, Any]]) -> int:

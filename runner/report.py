@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import multiprocessing
+import os
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -141,7 +142,12 @@ def drawing(
     global _drawing
     _drawing = (table, summary)
     fork = multiprocessing.get_context("fork")
-    pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=fork)
+    pool = concurrent.futures.ProcessPoolExecutor(
+        workers,
+        mp_context=fork,
+        initializer=parallel.forked_worker,
+        initargs=(1, os.getpid()),
+    )
     try:
         futures = [pool.submit(_draw_one, i) for i in range(len(_SEARCH_FIGURES))]
     finally:

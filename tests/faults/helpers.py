@@ -62,6 +62,30 @@ def wait_until(
         time.sleep(0.005)
 
 
+def processes_running(marker: str) -> list[int]:
+    """Live processes whose command line holds ``marker`` (zombies excluded)."""
+    found = []
+    for entry in pathlib.Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes()
+            state = (entry / "stat").read_text().rpartition(")")[2].split()[0]
+        except OSError:
+            continue  # it ended while we looked
+        if marker.encode() in argv and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def wait_for_none(marker: str) -> list[int]:
+    """Wait until no live process holds ``marker``; those still there at the end."""
+    deadline = time.monotonic() + PATIENCE_SECONDS / 12
+    while (left := processes_running(marker)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
 def last_json_line(text: str) -> dict[str, Any]:
     """The JSON report ``run-shard`` and ``reduce`` print as their last line."""
     report: dict[str, Any] = json.loads(text.strip().splitlines()[-1])

@@ -24,7 +24,13 @@ from tests.engine.searches import (
     write_dataset,
     write_manifest,
 )
-from tests.faults.helpers import last_json_line, start, wait_until
+from tests.faults.helpers import (
+    last_json_line,
+    processes_running,
+    start,
+    wait_for_none,
+    wait_until,
+)
 
 # 8 candidates × 3 splits of SVC on all 1797 digits: seconds of fitting, so
 # a kill after the first checkpoint lands midway.
@@ -111,3 +117,39 @@ def test_checkpoint_interval_that_is_not_a_number_is_a_user_error(
     assert code == 2, err
     assert "KUBEGRID_CHECKPOINT_SECONDS='soon'" in err and "number of seconds" in err
     assert "Traceback" not in err
+
+
+def test_killed_local_run_takes_its_workers_with_it(tmp_path: pathlib.Path) -> None:
+    """SIGKILL a two-worker ``kubegrid run``: no forked worker lives on
+    (each would wait forever on a pipe its sibling holds open), and running
+    it again finishes the search with GridSearchCV's numbers."""
+    data = write_dataset(tmp_path, "digits")
+    output = tmp_path / "out"
+    document = manifest(
+        data,
+        output,
+        estimator={"class": "sklearn.svm.SVC"},
+        param_grid=GRID,
+        cv=3,
+        sharding={"shards": 4},
+    )
+    path = str(write_manifest(tmp_path, document))
+
+    run = start(
+        "run",
+        path,
+        "--workers",
+        "2",
+        "--quiet",
+        env={"KUBEGRID_CHECKPOINT_SECONDS": "0"},
+        log=tmp_path / "log",
+    )
+    wait_until(run, lambda: bool(checkpointed(output)), "its first checkpoint")
+    assert len(processes_running(path)) == 3, "the run and its two workers"
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+
+    assert wait_for_none(path) == []
+    assert cli.main(["run", path, "--quiet"]) == 0
+    expected = GridSearchCV(SVC(), GRID, cv=3).fit(data.X, data.y)
+    assert_same_search(read_outcome(output), expected, data.X)

@@ -23,8 +23,14 @@ from sklearn.datasets import load_iris
 from sklearn.model_selection import GridSearchCV
 from sklearn.svm import SVC
 
-from kubegrid import cli
-from tests.faults.helpers import last_json_line, start, wait_until
+from kubegrid import cli, report
+from tests.faults.helpers import (
+    last_json_line,
+    processes_running,
+    start,
+    wait_for_none,
+    wait_until,
+)
 
 GRID = {"C": [0.1, 1.0, 10.0], "gamma": [0.01, 0.1, 1.0]}
 
@@ -84,10 +90,14 @@ class Search:
             log=self.tmp_path / "reduce.log",
         )
         wait_until(reducer, lambda: fault.injected > 0, "the refit model's PUT")
+        if report.drawing_processes():
+            assert len(processes_running(str(self.path))) > 1, "drawing in forks"
         reducer.send_signal(signal.SIGKILL)
         reducer.wait()
         self.proxy.clear()
         assert reducer.returncode == -signal.SIGKILL
+        # Its drawing processes go with it rather than wait forever.
+        assert wait_for_none(str(self.path)) == []
 
     def read(self, name: str) -> bytes | None:
         try:
