@@ -7,10 +7,12 @@ Every write is atomic: a reader sees the whole object or none of it. On S3 a
 single PUT is atomic already; on a file system we write a temporary file
 beside the target and rename it.
 
-Failures are sorted for the operator's retry policy: a missing bucket or a
-refused credential is a :class:`StorageAccessError` (a user error: retrying
-cannot fix it), anything else that survives boto3's own retries is an
-:class:`~kubegrid.errors.InfraError`.
+Failures are sorted for the operator's retry policy: a missing bucket, a
+refused or incomplete credential or an invalid name is a
+:class:`StorageAccessError` (a user error: retrying cannot fix it), anything
+else that survives the retries is an :class:`~kubegrid.errors.InfraError`.
+boto3 retries a request until its response arrives; a body broken off after
+that is read again here (:meth:`S3Store._get`).
 """
 
 from __future__ import annotations
@@ -19,18 +21,22 @@ import contextlib
 import errno
 import logging
 import os
+import random
 import stat
 import tempfile
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, TypeVar
 from urllib.parse import urlparse
 
 from kubegrid.errors import InfraError, UserError
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Error codes that mean "this will never work as configured".
 _PERMANENT_CODES = {
@@ -42,6 +48,34 @@ _PERMANENT_CODES = {
     "InvalidBucketName",
     "403",
 }
+
+# Of those, the codes that mean the credentials may not do this (a HEAD
+# answer has no body, so its code is the bare status).
+_DENIED_CODES = {"AccessDenied", "AllAccessDisabled", "403"}
+
+# Error codes that S3 (or an S3-compatible server) may send with a 4xx status
+# although trying again can work: botocore retries them as transient or
+# throttling, so they must not turn into a user error once it gives up.
+_TRANSIENT_CODES = {
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "PriorRequestNotComplete",
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "TooManyRequestsException",
+}
+
+# Total attempts per request (the first one included) unless AWS_MAX_ATTEMPTS
+# says otherwise. With botocore's jittered exponential backoff (up to 1 s·2^i
+# on throttling, 50 ms·2^i on 5xx and resets, each wait capped at 20 s), 11
+# attempts wait about a minute of throttling out, and about 25 s of 5xx.
+_DEFAULT_ATTEMPTS = 11
+
+# First wait before reading a broken-off body again, doubled each time (with
+# full jitter, as botocore does): a connection that died mid-way is often a
+# restarting server, which needs a moment rather than an instant retry.
+_BODY_BACKOFF_SECONDS = 0.5
 
 
 class StorageAccessError(UserError):
@@ -223,19 +257,70 @@ class S3Store:
 
     def read(self, key: str) -> bytes:
         try:
-            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
-            return response["Body"].read()
+            return self._get(key, lambda body: body.read())
         except Exception as exc:
             raise _translate(exc, self._where(key)) from None
 
     def download(self, key: str, handle: BinaryIO) -> None:
         """Stream one object into an open file, a megabyte at a time."""
-        try:
-            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
-            for chunk in response["Body"].iter_chunks(1 << 20):
+
+        def copy(body: Any) -> None:
+            # A body read again is written again from the file's start.
+            handle.seek(0)
+            handle.truncate()
+            for chunk in body.iter_chunks(1 << 20):
                 handle.write(chunk)
+
+        try:
+            self._get(key, copy)
         except Exception as exc:
             raise _translate(exc, self._where(key)) from None
+
+    def _get(self, key: str, consume: Callable[[Any], T]) -> T:
+        """GET one object and hand its body to `consume`; again if it breaks.
+
+        botocore's retries end once a response has arrived, so a connection
+        reset or a timeout while the body streams would reach the caller on
+        its first occurrence. Such a read starts over, with backoff, up to
+        the client's total attempts; errors before the body are botocore's
+        to retry and pass straight through.
+        """
+        from botocore.exceptions import (
+            FlexibleChecksumError,
+            IncompleteReadError,
+            ReadTimeoutError,
+            ResponseStreamingError,
+        )
+
+        # A body that fails the checksum the store sent with it was damaged
+        # on the way, and a fresh read is the cure, as for one broken off.
+        broken = (
+            ResponseStreamingError,
+            ReadTimeoutError,
+            IncompleteReadError,
+            FlexibleChecksumError,
+        )
+
+        client = self.client
+        attempts = int(client.meta.config.retries.get("total_max_attempts", 1))
+        attempt = 1
+        while True:
+            response = client.get_object(Bucket=self.bucket, Key=self._key(key))
+            try:
+                return consume(response["Body"])
+            except broken:
+                if attempt >= attempts:
+                    raise
+            cap = min(_BODY_BACKOFF_SECONDS * 2 ** (attempt - 1), 20.0)
+            delay = random.uniform(0, cap)
+            logger.warning(
+                "%s: the body broke off or failed its checksum; reading again "
+                "in %.2f s",
+                self._where(key),
+                delay,
+            )
+            time.sleep(delay)
+            attempt += 1
 
     def write(self, key: str, data: bytes) -> None:
         try:
@@ -290,49 +375,90 @@ def _client(location: Location) -> Any:
         import boto3
         from botocore.config import Config
 
-        # "adaptive" backs off on throttling as well as on 5xx and resets;
-        # 10 retries ride out a minute-long brown-out of the store. A retry
-        # count in the client's Config would override the standard
-        # AWS_MAX_ATTEMPTS (total attempts), so it is left for boto3 to read.
-        retries: dict[str, Any] = {"mode": "adaptive"}
-        if not os.environ.get("AWS_MAX_ATTEMPTS"):
-            retries["max_attempts"] = 10
         config = Config(
-            retries=retries,  # type: ignore[arg-type]
+            retries=_retries(),  # type: ignore[arg-type]
             connect_timeout=10,
             read_timeout=120,
         )
-        _clients[location] = boto3.client(
-            "s3",
-            endpoint_url=location.endpoint_url,
-            region_name=location.region
-            or os.environ.get("AWS_REGION")
-            or os.environ.get("AWS_DEFAULT_REGION")
-            or "us-east-1",
-            config=config,
-        )
+        try:
+            _clients[location] = boto3.client(
+                "s3",
+                endpoint_url=location.endpoint_url,
+                region_name=location.region
+                or os.environ.get("AWS_REGION")
+                or os.environ.get("AWS_DEFAULT_REGION")
+                or "us-east-1",
+                config=config,
+            )
+        except ValueError as exc:
+            # boto3 refuses an endpoint that is not a URL ("Invalid endpoint").
+            raise StorageAccessError(
+                f"S3 endpoint {location.endpoint_url!r}: {exc}; give a URL such "
+                "as http://minio:9000 in spec.storage.endpointUrl"
+            ) from None
     return _clients[location]
+
+
+def _retries() -> dict[str, Any]:
+    """botocore's retry settings: adaptive, 11 attempts, unless the environment
+    chooses.
+
+    "adaptive" is "standard" (backoff on throttling, 5xx and resets) plus a
+    client-side rate limit once the store throttles. A value in the client's
+    Config would override the standard AWS_RETRY_MODE and AWS_MAX_ATTEMPTS
+    (total attempts), so each is set only when its variable is absent.
+    """
+    retries: dict[str, Any] = {}
+    if not os.environ.get("AWS_RETRY_MODE"):
+        retries["mode"] = "adaptive"
+    if not os.environ.get("AWS_MAX_ATTEMPTS"):
+        # Not botocore's "max_attempts" key: that one counts retries only.
+        retries["total_max_attempts"] = _DEFAULT_ATTEMPTS
+    return retries
 
 
 def _translate(exc: Exception, where: str) -> Exception:
     """Sort a boto3 failure into not-found, permanent or transient."""
-    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        NoCredentialsError,
+        ParamValidationError,
+        PartialCredentialsError,
+    )
 
     if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", ""))
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if code in ("NoSuchKey", "404", "NotFound"):
-            return NotFound(where)
-        if code in _PERMANENT_CODES or status in (400, 401, 403):
-            reason = error.get("Message") or code
-            return StorageAccessError(f"{where}: {code}: {reason}")
-        return InfraError(f"{where}: {code or status}: {error.get('Message', exc)}")
-    if isinstance(exc, NoCredentialsError):
+        return _translate_answer(exc.response, where)
+    if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
         return StorageAccessError(
-            f"{where}: no S3 credentials found; set AWS_ACCESS_KEY_ID and "
-            "AWS_SECRET_ACCESS_KEY, or reference a Secret in spec.storage.secretRef"
+            f"{where}: {exc}; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+            "or reference a Secret in spec.storage.secretRef"
         )
+    if isinstance(exc, ParamValidationError):
+        # Checked before sending, e.g. a bucket name S3 cannot have.
+        return StorageAccessError(f"{where}: {' '.join(str(exc).split())}")
     if isinstance(exc, BotoCoreError):
+        # Connections refused, reset or timed out past the retries.
         return InfraError(f"{where}: {exc}")
     return exc
+
+
+def _translate_answer(response: Mapping[str, Any], where: str) -> Exception:
+    """Sort the store's error answer by its code first, then its status."""
+    error = response.get("Error", {})
+    code = str(error.get("Code", ""))
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    reason = error.get("Message") or code
+    if code in ("NoSuchKey", "404", "NotFound"):
+        return NotFound(where)
+    if code in _TRANSIENT_CODES:
+        return InfraError(f"{where}: {code}: {reason}")
+    if code in _PERMANENT_CODES or status in (400, 401, 403):
+        hint = ""
+        if code in _DENIED_CODES:
+            hint = (
+                "; the credentials in use are not allowed this: check the "
+                "bucket policy and the IAM user or role"
+            )
+        return StorageAccessError(f"{where}: {code}: {reason}{hint}")
+    return InfraError(f"{where}: {code or status}: {reason}")

@@ -2,12 +2,15 @@
 
 The code under test runs as the `kubegrid` command in a subprocess, exactly as
 a pod would, with moto's server (or a fault-injecting proxy in front of it)
-as its S3 endpoint.
+as its S3 endpoint. Transient faults must be ridden out with results equal to
+GridSearchCV's; permanent ones must end the run with exit 2, a message naming
+the URI, and no retry loop.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import subprocess
 import sys
@@ -24,9 +27,16 @@ from sklearn.svm import SVC
 
 from kubegrid import results, storage
 from kubegrid.errors import EXIT_OK, EXIT_USER_ERROR
+from tests.support.faulty_s3 import FaultKind, FaultyS3Proxy, Logged
 
 KUBEGRID = str(Path(sys.executable).parent / "kubegrid")
 GRID = {"C": [0.1, 1.0, 10.0], "gamma": [0.01, 0.1, 1.0]}
+
+# Path regexes (path-style requests: /bucket/key?query) for the proxy.
+DATASET_GET = r"/data/iris\.csv$"
+LIST = r"\?list-type=2"
+PARTIAL_GET = r"/results/iris/partials/.*\.json$"
+PARTIAL_PUT = r"/results/iris/partials/[0-9a-f]+/(chunks/)?shard-"
 
 
 def put_iris(s3: Any) -> pd.DataFrame:
@@ -106,6 +116,19 @@ def test_run_reads_and_writes_s3_and_matches_sklearn(
     )
 
 
+def assert_each_fault_was_retried(proxy: FaultyS3Proxy) -> None:
+    """Every faulted request was sent again, and that later request was served."""
+    faulted = [entry for entry in proxy.log if entry.fault is not None]
+    assert faulted
+    for entry in faulted:
+        later = [
+            e
+            for e in proxy.log
+            if e.path == entry.path and e.method == entry.method and e.at > entry.at
+        ]
+        assert any(e.fault is None for e in later), entry
+
+
 def test_transient_store_errors_are_retried(
     s3: Any, faulty_s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -176,3 +199,150 @@ def test_forked_workers_do_not_share_the_parents_connections(
     assert all(own)
     assert store.read("from-parent") == b"p"
     assert len(store.list("from-child-")) >= 1
+
+
+@pytest.mark.parametrize("kind", ["internal", "reset", "cut", "garble"])
+def test_transient_read_errors_are_retried(
+    s3: Any,
+    faulty_s3: FaultyS3Proxy,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    kind: FaultKind,
+) -> None:
+    """500s, connections reset before the answer, bodies cut off midway and
+    bodies that fail their checksum, on the dataset download, on listings and
+    on reads of partial results: each is retried and the run gives
+    GridSearchCV's cv_results_. (A listing carries no checksum, so a garbled
+    one could not be told from a true one: that fault hits objects only.)"""
+    frame = put_iris(s3)
+    path = manifest(tmp_path, s3.bucket, faulty_s3.url)
+    targets = (
+        (DATASET_GET, PARTIAL_GET)
+        if kind == "garble"
+        else (DATASET_GET, LIST, PARTIAL_GET)
+    )
+    rules = [faulty_s3.inject(2, kind, method="GET", path=where) for where in targets]
+
+    done = kubegrid("run", str(path), "--quiet", env=s3.env)
+
+    assert done.returncode == EXIT_OK, done.stderr
+    assert [rule.injected for rule in rules] == [2] * len(targets)
+    assert_each_fault_was_retried(faulty_s3)
+    assert "Traceback" not in done.stderr
+    assert_equal_to_sklearn(
+        read_results(s3, monkeypatch), frame.drop(columns="target"), frame.target
+    )
+
+
+def gaps(requests: list[Logged]) -> list[float]:
+    return [b.at - a.at for a, b in itertools.pairwise(requests)]
+
+
+@pytest.mark.parametrize("kind", ["slowdown", "cut", "garble"])
+def test_retries_of_a_read_are_spaced_out(
+    s3: Any,
+    faulty_s3: FaultyS3Proxy,
+    monkeypatch: pytest.MonkeyPatch,
+    kind: FaultKind,
+) -> None:
+    """Three throttled answers (or three bodies cut off, or garbled) in a row:
+    the read is sent four times and succeeds, and the client waits between
+    attempts."""
+    for name, value in s3.env.items():
+        monkeypatch.setenv(name, value)
+    s3.client.put_object(Bucket=s3.bucket, Key="backoff/blob", Body=b"x" * 4096)
+    faulty_s3.inject(3, kind, method="GET", path="/backoff/blob$")
+    store = storage.open_store(
+        f"s3://{s3.bucket}/backoff", storage.Location(faulty_s3.url)
+    )
+
+    assert store.read("blob") == b"x" * 4096
+
+    attempts = faulty_s3.requests("/backoff/blob$", method="GET")
+    assert [a.fault for a in attempts] == [kind, kind, kind, None]
+    assert all(gap > 0 for gap in gaps(attempts))
+    # A retry sent at once takes a few milliseconds on loopback. With backoff
+    # the waits are uniform(0, 1 s), (0, 2 s), (0, 4 s) for throttling and
+    # (0, 0.5 s), (0, 1 s), (0, 2 s) for a broken body: their sum stays under
+    # 50 ms with a chance below 1e-4. A lower bound only: a loaded machine
+    # makes the gaps longer, never shorter.
+    assert sum(gaps(attempts)) > 0.05
+
+
+@pytest.mark.parametrize(("kind", "count"), [("unavailable", 6), ("slowdown", 4)])
+def test_a_brown_out_on_partial_writes_is_ridden_out(
+    s3: Any,
+    faulty_s3: FaultyS3Proxy,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    kind: FaultKind,
+    count: int,
+) -> None:
+    """Several 503s in a row on the writes of partial results (one worker, so
+    they all hit one object): the write goes through and the run matches."""
+    frame = put_iris(s3)
+    path = manifest(tmp_path, s3.bucket, faulty_s3.url)
+    rule = faulty_s3.inject(count, kind, method="PUT", path=PARTIAL_PUT)
+
+    done = kubegrid("run", str(path), "--quiet", "--workers", "1", env=s3.env)
+
+    assert done.returncode == EXIT_OK, done.stderr
+    assert rule.injected == count
+    puts = faulty_s3.requests(PARTIAL_PUT, method="PUT")
+    first = puts[0].path
+    assert [p.path for p in puts[: count + 1]] == [first] * (count + 1)
+    assert [p.fault for p in puts[: count + 1]] == [kind] * count + [None]
+    assert_equal_to_sklearn(
+        read_results(s3, monkeypatch), frame.drop(columns="target"), frame.target
+    )
+
+
+@pytest.mark.parametrize("where", ["dataset", "output"])
+def test_access_denied_fails_at_once_naming_the_uri(
+    s3: Any, faulty_s3: FaultyS3Proxy, tmp_path: Path, where: str
+) -> None:
+    """A 403 AccessDenied on the dataset's GET or on the output's first PUT
+    is a user error: exit 2, the URI and the denial named, one request only
+    (a refusal is never retried), and no fit run."""
+    put_iris(s3)
+    path = manifest(tmp_path, s3.bucket, faulty_s3.url)
+    if where == "dataset":
+        uri, method, key = f"s3://{s3.bucket}/data/iris.csv", "GET", DATASET_GET
+    else:
+        uri, method, key = f"s3://{s3.bucket}/results/iris/", "PUT", "/results/iris/"
+    rule = faulty_s3.inject(1_000, "denied", method=method, path=key)
+
+    done = kubegrid("run", str(path), "--quiet", env=s3.env)
+
+    assert done.returncode == EXIT_USER_ERROR, done.stderr
+    assert uri in done.stderr
+    assert "AccessDenied: Access Denied" in done.stderr
+    assert f"spec.{where}.uri" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert rule.injected == 1
+    assert len(faulty_s3.requests(key, method=method)) == 1
+    assert faulty_s3.requests(PARTIAL_PUT, method="PUT") == []
+
+
+def test_misconfigured_storage_is_a_user_error(s3: Any, tmp_path: Path) -> None:
+    """Settings that no retry can fix (an endpoint that is not a URL, a bucket
+    name S3 refuses, a key id without its secret) end the run with exit 2
+    and a message saying what is wrong, not exit 75 or a traceback."""
+    put_iris(s3)
+    cases = {
+        "endpoint": ({"storage": {"endpointUrl": "not a url"}}, {}, "not a url"),
+        "bucket": (
+            {"dataset": {"uri": "s3://bad!bucket/iris.csv", "target": "target"}},
+            {},
+            'Invalid bucket name "bad!bucket"',
+        ),
+        "secret": ({}, {"AWS_SECRET_ACCESS_KEY": ""}, "AWS_SECRET_ACCESS_KEY"),
+    }
+    for case, (spec, env, expected) in cases.items():
+        path = manifest(tmp_path, s3.bucket, s3.endpoint, **spec)
+
+        done = kubegrid("run", str(path), "--quiet", env=s3.env | env)
+
+        assert done.returncode == EXIT_USER_ERROR, (case, done.stderr)
+        assert expected in done.stderr, case
+        assert "Traceback" not in done.stderr, case

@@ -4,13 +4,21 @@ Role: tests of kubegrid's storage retries give the proxy's `url` to the code
 under test instead of moto's endpoint, then `inject()` faults:
 
 * ``slowdown``: 503 with the S3 error code SlowDown (throttling);
+* ``unavailable``: 503 ServiceUnavailable (a brown-out, not throttling);
 * ``internal``: 500 InternalError;
+* ``denied``: 403 AccessDenied, as S3 answers a request the policy refuses;
+* ``timeout``: 400 RequestTimeout (S3 gave up waiting for the request body;
+  a 4xx that is worth a retry);
 * ``reset``: the TCP connection is reset without any response;
+* ``cut``: the upstream's status, headers and half its body are sent, then
+  the connection is reset (a download broken off midway);
+* ``garble``: the upstream's answer with one byte of its body changed, so
+  the body no longer matches the checksum header S3 sent with it;
 * ``delay``: the request waits `delay` seconds, then passes through.
 
 Each fault hits the next `count` requests matching an optional method and a
 path regex (path-style: ``/bucket/key``), then everything passes through.
-Every request is recorded in `log` for assertions.
+Every request is recorded in `log`, with the time it arrived, for assertions.
 """
 
 from __future__ import annotations
@@ -26,7 +34,17 @@ import time
 import urllib.parse
 from typing import Literal
 
-FaultKind = Literal["slowdown", "internal", "reset", "delay"]
+FaultKind = Literal[
+    "slowdown",
+    "unavailable",
+    "internal",
+    "denied",
+    "timeout",
+    "reset",
+    "cut",
+    "garble",
+    "delay",
+]
 
 # Hop-by-hop headers are the proxy's business, never forwarded (RFC 9110 §7.6.1).
 _HOP_BY_HOP = {
@@ -41,8 +59,21 @@ _HOP_BY_HOP = {
     "content-length",
 }
 
+# Status, code and message as S3 itself sends them.
 _ERRORS = {
     "slowdown": (503, "SlowDown", "Please reduce your request rate."),
+    "unavailable": (
+        503,
+        "ServiceUnavailable",
+        "Service is unable to handle request.",
+    ),
+    "denied": (403, "AccessDenied", "Access Denied"),
+    "timeout": (
+        400,
+        "RequestTimeout",
+        "Your socket connection to the server was not read from or written to "
+        "within the timeout period. Idle connections will be closed.",
+    ),
     "internal": (
         500,
         "InternalError",
@@ -72,9 +103,12 @@ class Fault:
 
 @dataclasses.dataclass(frozen=True)
 class Logged:
+    """One request as the proxy saw it; `at` is `time.monotonic()` on arrival."""
+
     method: str
     path: str
     fault: FaultKind | None
+    at: float
 
 
 class FaultyS3Proxy:
@@ -139,6 +173,15 @@ class FaultyS3Proxy:
         """How many requests got a fault, over all rules."""
         return sum(1 for entry in self.log if entry.fault is not None)
 
+    def requests(self, path: str, method: str | None = None) -> list[Logged]:
+        """The logged requests whose path matches the regex `path`, in order."""
+        pattern = re.compile(path)
+        return [
+            entry
+            for entry in list(self.log)
+            if pattern.search(entry.path) and method in (None, entry.method)
+        ]
+
     def _take_fault(self, method: str, path: str) -> Fault | None:
         with self._lock:
             for fault in self.faults:
@@ -162,14 +205,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     do_PUT = do_POST = do_DELETE = do_HEAD = do_GET
 
     def _serve(self) -> None:
+        arrived = time.monotonic()
         body = self._read_body()
         fault = self.proxy._take_fault(self.command, self.path)
         self.proxy.log.append(
-            Logged(self.command, self.path, fault.kind if fault else None)
+            Logged(self.command, self.path, fault.kind if fault else None, arrived)
         )
         if fault is None or fault.kind == "delay":
             time.sleep(fault.delay if fault else 0)
             self._forward(body)
+        elif fault.kind in ("cut", "garble"):
+            self._forward(body, alter=fault.kind)
         elif fault.kind == "reset":
             self._reset()
         else:
@@ -192,7 +238,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             chunks.append(self.rfile.read(size))
             self.rfile.readline()  # the CRLF after each chunk
 
-    def _forward(self, body: bytes) -> None:
+    def _forward(self, body: bytes, *, alter: FaultKind | None = None) -> None:
         upstream = http.client.HTTPConnection(*self.proxy.upstream, timeout=30)
         headers = {
             k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP
@@ -214,8 +260,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         )
         self.send_header("Content-Length", length or str(len(payload)))
         self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(payload)
+        if self.command == "HEAD":
+            return
+        if alter == "garble" and payload:
+            middle = len(payload) // 2
+            payload = (
+                payload[:middle] + bytes([payload[middle] ^ 1]) + payload[middle + 1 :]
+            )
+        if alter == "cut":
+            # The client was promised the whole length; half of it, then RST.
+            self.wfile.write(payload[: len(payload) // 2])
+            self.wfile.flush()
+            self._reset()
+            return
+        self.wfile.write(payload)
 
     def _send_error(self, status: int, code: str, message: str) -> None:
         xml = (
