@@ -13,8 +13,9 @@ The calls, which the chart's RBAC mirrors one for one::
     pods                 list                                (read reports only)
 
 Errors: a missing object is ``None`` or ``False``, a name taken is adoption
-(see :func:`ensure`); anything else is raised as the client's ApiException,
-which kopf retries.
+(see :func:`ensure`), a child the API server refuses as built (400, 422) is
+:class:`Refused`, which no retry can cure; anything else is raised as the
+client's ApiException, which kopf retries.
 """
 
 from __future__ import annotations
@@ -42,6 +43,31 @@ _MERGE = "application/merge-patch+json"
 
 # Seconds any one call may take; kopf retries a handler that timed out.
 _TIMEOUT = 30
+
+# Answers to a create that the same body would get again on every retry: the
+# server could not decode it (400) or its validation refused it (422).
+_REFUSALS = (400, 422)
+
+
+class Refused(Exception):
+    """The API server refused to create a child object as it was built.
+
+    ``reason`` is the Status reason (``Invalid``, ``BadRequest``), ``causes``
+    the (field, message) pairs the server named, with fields as paths in the
+    child (a 422 names them; a 400, for a body it could not decode, does not).
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        name: str,
+        reason: str,
+        message: str,
+        causes: list[tuple[str, str]],
+    ) -> None:
+        super().__init__(f"{kind} {name} refused ({reason}): {message}")
+        self.kind, self.name, self.reason = kind, name, reason
+        self.message, self.causes = message, causes
 
 
 def configure() -> None:
@@ -76,7 +102,8 @@ def ensure(body: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
 
     Names are deterministic, so a 409 means an earlier attempt (a retried
     handler, a restarted operator) already created it. Returns the object
-    and whether this call created it.
+    and whether this call created it; raises :class:`Refused` if the server
+    refuses the body itself.
     """
     kind, namespace = body["kind"], body["metadata"]["namespace"]
     try:
@@ -84,6 +111,8 @@ def ensure(body: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
         logger.info("created %s %s/%s", kind, namespace, body["metadata"]["name"])
         return created, True
     except ApiException as exc:
+        if exc.status in _REFUSALS:
+            raise _refused(kind, body["metadata"]["name"], exc) from exc
         if exc.status != 409:
             raise
     existing = _get(kind, namespace, body["metadata"]["name"])
@@ -92,6 +121,29 @@ def ensure(body: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
             f"{kind} {body['metadata']['name']} vanished", delay=1
         )
     return existing, False
+
+
+def _refused(kind: str, name: str, exc: ApiException) -> Refused:
+    """Read the server's Status body; a body that is not one still refuses."""
+    try:
+        answer = json.loads(exc.body or "")
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        answer = {}
+    details = answer.get("details") or {}
+    causes = [
+        (str(cause.get("field") or ""), str(cause.get("message") or ""))
+        for cause in details.get("causes") or []
+        if isinstance(cause, dict)
+    ]
+    reason = str(answer.get("reason") or exc.reason or exc.status)
+    message = str(answer.get("message") or exc.body or "")
+    return Refused(kind, name, reason, message, causes)
+
+
+def get_job(namespace: str, name: str) -> dict[str, Any] | None:
+    return _get("Job", namespace, name)
 
 
 def set_job_suspended(namespace: str, name: str, suspend: bool) -> bool:

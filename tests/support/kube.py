@@ -14,7 +14,11 @@ It is kmock 0.8's `KubernetesEmulator` plus the project shim recorded in
   `status` bumps `metadata.generation`, as the API server does;
 * for resources with a `status` subresource, the main endpoint ignores
   `status` and `/status` ignores everything else, so code that writes status
-  the wrong way fails here as it would on a cluster.
+  the wrong way fails here as it would on a cluster;
+* a Job the API server would refuse is refused, 400 or 422 with upstream's
+  Status body (`apivalidation` lists what is checked);
+* the request log records each answer's HTTP status, so a test can count
+  the objects really created, not only the attempts.
 
 What it still does not do (kmock limits): label/field selectors are ignored,
 there is no PUT, no optimistic concurrency (409 on a stale resourceVersion)
@@ -49,12 +53,15 @@ import yaml
 from kmock._internal import dicts as kmock_dicts  # private: kmock is pinned to 0.8
 from kmock._internal import parsing as kmock_parsing
 
+from tests.support import apivalidation
+
 # Requests sent with this User-Agent come from the harness itself (the job
 # controller, the GC, test-side helpers); `Kube.count()` skips them by default
 # so that a test counts only what the code under test asked for.
 HARNESS_AGENT = "kubegrid-test-harness"
 
 GRIDSEARCH = "kubegrid.io/v1alpha1/gridsearches"
+JOBS = "batch/v1/jobs"
 
 _original_parse_path = kmock_parsing.parse_path
 
@@ -89,6 +96,7 @@ class RequestRecord:
     subresource: str | None
     user_agent: str
     at: float  # time.monotonic() on arrival
+    status: int | None = None  # the HTTP answer; None while a watch streams
 
 
 def _now() -> str:
@@ -114,9 +122,26 @@ class Emulator(kmock.KubernetesEmulator):
         self.rv_counter = itertools.count(1)
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
-        self._record(request)
+        at = self._record(request)
+        try:
+            response = await self._answer(request)
+        except kmock.KubernetesError as exc:  # kmock renders it as a Status
+            self._answered(at, exc.status)
+            raise
+        except Exception:
+            self._answered(at, 500)
+            raise
+        self._answered(at, response.status)
+        return response
+
+    async def _answer(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         if request.resource is not None:
             if request.action == kmock.action.CREATE and isinstance(request.data, dict):
+                refusal = self._refusal(request)
+                if refusal is not None:
+                    return aiohttp.web.json_response(
+                        refusal.status(), status=refusal.code
+                    )
                 self._prepare_create(request)
             elif request.action == kmock.action.UPDATE and request.data is not None:
                 await self._prepare_update(request)
@@ -127,7 +152,17 @@ class Emulator(kmock.KubernetesEmulator):
             response.set_status(201)
         return response
 
-    def _record(self, request: kmock.Request) -> None:
+    def _refusal(self, request: kmock.Request) -> apivalidation.Refusal | None:
+        """Upstream's answer to a create it would refuse (Jobs only, see there)."""
+        if request.resource != kmock.resource(JOBS):
+            return None
+        return apivalidation.check_job(request.data)
+
+    def _answered(self, at: int, status: int) -> None:
+        self.records[at] = dataclasses.replace(self.records[at], status=status)
+
+    def _record(self, request: kmock.Request) -> int:
+        """Log the request on arrival; return its place in the log."""
         raw = request._raw_request
         resource = request.resource
         self.records.append(
@@ -143,6 +178,7 @@ class Emulator(kmock.KubernetesEmulator):
                 at=time.monotonic(),
             )
         )
+        return len(self.records) - 1
 
     def _has_status_subresource(self, request: kmock.Request) -> bool:
         resource = request.resource
@@ -440,11 +476,12 @@ class Kube:
         *,
         since: int = 0,
         include_harness: bool = False,
-        **match: str | None,
+        **match: Any,
     ) -> builtins.list[RequestRecord]:
         """Logged requests from `since`, filtered by equality on record fields.
 
-        Example: ``kube.requests(method="PATCH", plural="gridsearches", name="gs1")``.
+        Example: ``kube.requests(method="PATCH", plural="gridsearches", name="gs1")``;
+        ``status=201`` with ``action="create"`` counts objects really created.
         Harness traffic (see `HARNESS_AGENT`) is left out unless asked for.
         """
         records = self.emulator.records[since:]
