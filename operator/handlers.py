@@ -57,7 +57,9 @@ def suspend_changed(body: kopf.Body, old: Any, new: Any, reason: str, **_: Any) 
     # The create handler already built the Jobs with the initial value.
     if reason == kopf.Reason.CREATE or bool(old) == bool(new):
         return
-    reconcile.suspend(dict(body), bool(new))
+    # A resume may rewrite the status (a queued search), as the Job steps do.
+    with reconcile.serialised(*_key(body)):
+        reconcile.suspend(dict(body), bool(new))
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=OWNED)

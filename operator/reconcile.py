@@ -64,14 +64,24 @@ def admit(search: Mapping[str, Any]) -> None:
     # A retried handler finds a status already moving and leaves it alone.
     if not current.get("phase"):
         job_name = jobs.shard_job_name(name)
-        _write(search, current, status.accepted(plan, job_name, generation, now))
+        accepted = status.accepted(plan, job_name, generation, now)
+        _write(search, current, accepted)
+        current = accepted
     children = [
         jobs.config_map(name, namespace, dict(search["spec"])),
         jobs.shard_job(name, namespace, manifest.spec, plan.n_shards),
     ]
     kopf.adopt(children, owner=_as_body(search))
-    kube.ensure(children[0])
-    job, created = kube.ensure(children[1])
+
+    # A child the API server refuses would be refused on every retry: the
+    # spec passed a value through that only the server checks. Fail now.
+    try:
+        kube.ensure(children[0])
+        job, created = kube.ensure(children[1])
+    except kube.Refused as refused:
+        logger.info("refused %s/%s: %s", namespace, name, refused)
+        _write(search, current, _refusal_status(refused, generation))
+        return
     if not created:
         _align_suspend(search, job)
     if created:
@@ -83,13 +93,32 @@ def admit(search: Mapping[str, Any]) -> None:
 
 
 def suspend(search: Mapping[str, Any], suspended: bool) -> None:
-    """spec.suspend changed: suspend or resume whichever Jobs exist."""
+    """spec.suspend changed: suspend or resume whichever Jobs exist.
+
+    A queued search (spec.queueName) is not resumed here: Kueue admits a Job
+    by unsuspending it, so unsuspending it ourselves would start it past its
+    queue. Its status is refreshed instead, to say it waits for the queue.
+    """
     namespace, name = _key(search)
-    for job in (jobs.shard_job_name(name), jobs.reducer_job_name(name)):
-        if kube.set_job_suspended(namespace, job, suspended):
+    queued = bool((search.get("spec") or {}).get("queueName"))
+    for role, job in (
+        ("shard", jobs.shard_job_name(name)),
+        ("reduce", jobs.reducer_job_name(name)),
+    ):
+        if not suspended and queued:
+            _requeued(namespace, name, role, job)
+        elif kube.set_job_suspended(namespace, job, suspended):
             logger.info(
                 "%s Job %s/%s", "suspended" if suspended else "resumed", namespace, job
             )
+
+
+def _requeued(namespace: str, name: str, role: str, job_name: str) -> None:
+    # Leaving the Job alone means no Job event follows: observe it now.
+    job = kube.get_job(namespace, job_name)
+    if job is not None:
+        logger.info("left Job %s/%s to its Kueue queue", namespace, job_name)
+        observe(namespace, name, role, job)
 
 
 def _align_suspend(search: Mapping[str, Any], job: Mapping[str, Any]) -> None:
@@ -119,14 +148,11 @@ def observe(namespace: str, name: str, role: str, job: Mapping[str, Any]) -> Non
         _align_suspend(search, job)
     seen = _seen(search)
 
-    # The pods are read only when their reports are needed: a finished
-    # reducer, or failed shards to explain. That keeps the calls O(shards).
+    # The pods are read only when their reports are needed (a shard just
+    # completed, a finished reducer, failures to explain): calls stay O(shards).
     pods: list[dict[str, Any]] = []
-    job_name = job["metadata"]["name"]
-    if status.job_condition(job, "Failed") or (
-        role == "reduce" and status.is_finished(job)
-    ):
-        pods = kube.list_job_pods(namespace, job_name)
+    if status.needs_pods(current, job, role):
+        pods = kube.list_job_pods(namespace, job["metadata"]["name"])
     if role == "reduce":
         new = status.observe_reducer(current, job, pods, seen)
     else:
@@ -135,8 +161,13 @@ def observe(namespace: str, name: str, role: str, job: Mapping[str, Any]) -> Non
     # Shards done: the reducer is created before the status says Reducing,
     # so a status that says so always has a reducer behind it.
     if current.get("phase") != status.REDUCING and new.get("phase") == status.REDUCING:
-        _start_reducer(search, int(job["spec"]["completions"]))
-        new["reducerJobName"] = jobs.reducer_job_name(name)
+        try:
+            _start_reducer(search, int(job["spec"]["completions"]))
+        except kube.Refused as refused:
+            logger.info("refused %s/%s: %s", namespace, name, refused)
+            new = _refusal_status(refused, _seen(search).generation)
+        else:
+            new["reducerJobName"] = jobs.reducer_job_name(name)
     _write(search, current, new)
 
 
@@ -155,6 +186,47 @@ def _start_reducer(search: Mapping[str, Any], shards: int) -> None:
     kube.ensure(reducer)
 
 
+# Where jobs.py puts the spec fields a Job carries unchecked by the operator:
+# the API server names the Job's field, the user wrote the spec's.
+_JOB_FIELDS = (
+    ("spec.template.spec.containers[0].resources", "spec.resources"),
+    ("spec.template.spec.containers[0].image", "spec.image"),
+    ("spec.template.spec.nodeSelector", "spec.pod.nodeSelector"),
+    ("spec.template.spec.tolerations", "spec.pod.tolerations"),
+    ("spec.template.spec.affinity", "spec.pod.affinity"),
+    ("spec.template.spec.priorityClassName", "spec.pod.priorityClassName"),
+    ("spec.template.spec.serviceAccountName", "spec.pod.serviceAccountName"),
+    ("spec.template.spec.imagePullSecrets", "spec.pod.imagePullSecrets"),
+)
+
+
+def _refusal_status(refused: kube.Refused, generation: int) -> status.Status:
+    """Failed, naming the spec field the refusal is about and the server's words."""
+    refusal = f"the API server refused {refused.kind} {refused.name}: {refused.reason}"
+    if not refused.causes:
+        # A body the server could not decode names no field (a quantity it
+        # cannot parse, say): point at the fields passed through unchecked.
+        message = (
+            f"{refused.message} ({refusal}; check spec.resources, spec.pod, "
+            "spec.image and spec.queueName)"
+        )
+        return status.rejected(SpecError("spec", message), generation, status.utcnow())
+    described = [_describe_cause(field, text) for field, text in refused.causes]
+    field, first = described[0]
+    also = "".join(f"; also {f}: {t}" for f, t in described[1:])
+    error = SpecError(field, f"{first}{also} ({refusal})")
+    return status.rejected(error, generation, status.utcnow())
+
+
+def _describe_cause(job_field: str, text: str) -> tuple[str, str]:
+    """(spec field, message) for one cause; the Job's field if no spec field."""
+    for prefix, spec_field in _JOB_FIELDS:
+        rest = job_field[len(prefix) :]
+        if job_field.startswith(prefix) and rest[:1] in ("", ".", "["):
+            return spec_field + rest, text
+    return "spec", f"{job_field}: {text}"
+
+
 def _seen(search: Mapping[str, Any]) -> status.Seen:
     spec = search.get("spec") or {}
     limits = (spec.get("resources") or {}).get("limits") or {}
@@ -164,6 +236,7 @@ def _seen(search: Mapping[str, Any]) -> status.Seen:
         now=status.utcnow(),
         memory_limit=None if memory is None else str(memory),
         suspend_requested=bool(spec.get("suspend")),
+        spec=spec,
     )
 
 

@@ -1,9 +1,11 @@
 """Reading what the pods said: the runner's reports and the kubelet's reasons.
 
-Called by :mod:`kubegrid.operator.status` with the Pods of a finished Job.
-Each runner pod leaves a short JSON report in its termination message (see
-``kubegrid.cli._report``): on success the shard's counts or the reducer's
-summary, on failure ``{"error": ..., "kind": "user" | "infra"}``. The kubelet
+Called by :mod:`kubegrid.operator.status` with the Pods of a Job. Each runner
+pod leaves a short JSON report in its termination message (see
+``kubegrid.cli._report``): on success the shard's counts and seconds
+(``kubegrid.execution._report``) or the reducer's summary
+(``kubegrid.cli._brief``), on failure ``{"error": ..., "kind": "user" |
+"infra"}``. The kubelet
 adds the container's exit code and reason (``OOMKilled``, ``Error``). This
 module turns those into one message a user can act on, bounded in length,
 because the status that carries it must stay small.
@@ -71,6 +73,24 @@ def success_report(pods: Iterable[Mapping[str, Any]]) -> dict[str, Any] | None:
     return None
 
 
+def shard_reports(pods: Iterable[Mapping[str, Any]]) -> dict[int, dict[str, Any]]:
+    """The report of each shard index whose pod succeeded, newest pod winning.
+
+    Only reports that carry the shard's task count and fit seconds count: a
+    pod of another kubegrid version may write fewer keys, and is then left
+    out rather than read as zero work.
+    """
+    found: dict[int, dict[str, Any]] = {}
+    for pod in pods:
+        terminated, index = _terminated(pod), _index(pod)
+        if index is None or terminated.get("exitCode") != 0:
+            continue
+        report = parse_report(terminated.get("message")) or {}
+        if _is_count(report.get("tasks")) and _is_seconds(report.get("fitSeconds")):
+            found[index] = report  # pods come oldest first: the last one wins
+    return found
+
+
 def explain_pod(pod: Mapping[str, Any], memory_limit: str | None) -> str:
     """Why one pod failed, with the fix when kubegrid knows it."""
     terminated = _terminated(pod)
@@ -128,6 +148,14 @@ def _index(pod: Mapping[str, Any]) -> int | None:
         INDEX_KEY
     )
     return int(value) if value is not None and str(value).isdigit() else None
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_seconds(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
 
 
 def _labels(pod: Mapping[str, Any]) -> Mapping[str, str]:

@@ -1,15 +1,19 @@
 """Admission of a GridSearch: validate it and size its plan, importing no user code.
 
-Called by :mod:`kubegrid.operator.handlers` when a GridSearch appears, and by
-:mod:`kubegrid.operator.status` to turn completed indexes into task counts.
-Validation is the runner's own (:func:`kubegrid.spec.parse` and
-:func:`kubegrid.estimators.check_statically`), so the operator and the pods
-never disagree on what is valid; whatever needs the data or an import of a
-user-named module is left to the pods, which report back.
+Called by :mod:`kubegrid.operator.reconcile` when a GridSearch appears, and by
+:mod:`kubegrid.operator.status` to turn completed indexes into task counts and
+expected costs. Validation and planning are the runner's own
+(:func:`kubegrid.spec.parse`, :func:`kubegrid.estimators.check_statically`,
+:func:`kubegrid.planning.make_plan`), so the operator and the pods never
+disagree on what is valid or on which tasks a shard runs; whatever needs the
+data or an import of a user-named module is left to the pods, which report
+back.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +22,7 @@ import numpy as np
 import pydantic
 from kubernetes.client import V1Affinity, V1Toleration
 
-from kubegrid import estimators, planning
+from kubegrid import costs, estimators, planning
 from kubegrid import spec as specs
 from kubegrid.errors import SpecError
 from kubegrid.operator import jobs
@@ -62,14 +66,7 @@ def admit(
 
     Raises SpecError naming the first bad field.
     """
-    manifest = specs.parse(
-        {
-            "apiVersion": specs.API_VERSION,
-            "kind": specs.KIND,
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": dict(raw_spec),
-        }
-    )
+    manifest = _parse(name, namespace, raw_spec)
     if len(name) > _NAME_LIMIT:
         raise SpecError(
             "metadata.name",
@@ -121,7 +118,83 @@ def size(spec: specs.GridSearchSpec) -> Sizing:
     return Sizing(n_candidates, n_splits, planning.shard_count(spec, n_tasks))
 
 
-def tasks_per_shard(n_tasks: int, n_shards: int) -> list[int]:
-    """How many tasks each shard runs, cut exactly as the runner cuts them."""
-    bounds = np.linspace(0, n_tasks, n_shards + 1).round().astype(np.int64)
-    return [int(n) for n in np.diff(bounds)]
+@dataclass(frozen=True)
+class ShardPlan:
+    """What each shard of a search runs, as far as the operator can know it.
+
+    ``tasks`` holds each shard's task count, None when the data decides the
+    split count (LeaveOneGroupOut); ``costs`` each shard's share of the
+    search's expected cost (:mod:`kubegrid.costs`), summing to 1.
+    """
+
+    tasks: tuple[int, ...] | None
+    costs: tuple[float, ...]
+
+
+def shard_plan(raw_spec: Mapping[str, Any], n_shards: int) -> ShardPlan | None:
+    """The search cut into ``n_shards`` exactly as every pod cuts it.
+
+    None when the spec does not plan (admission refused it). A plan of 10^5
+    candidates takes a fraction of a second, and every event of the shard Job
+    asks for it, so plans are kept per (spec, shard count): a spec cannot
+    change after creation except for ``suspend``, which no plan reads.
+    """
+    spec = {k: v for k, v in raw_spec.items() if k != "suspend"}
+    return _shard_plan(json.dumps(spec, sort_keys=True), n_shards)
+
+
+def planned_shares(n_shards: int) -> tuple[float, ...]:
+    """Each shard's share of the expected cost that the cut aims at.
+
+    :func:`kubegrid.planning.shard_bounds` weighs shard i linearly from 1 down
+    to ``TAIL_RATIO`` for the last; a real cut misses these by at most a task
+    and a snap to a unit boundary.
+    """
+    if n_shards <= 1:
+        return (1.0,) * n_shards
+    weights = np.linspace(1.0, planning.TAIL_RATIO, n_shards)
+    return tuple(float(w) for w in weights / weights.sum())
+
+
+# A few dozen searches at once is a busy operator; each entry is two numbers
+# per shard.
+@functools.lru_cache(maxsize=64)
+def _shard_plan(spec_json: str, n_shards: int) -> ShardPlan | None:
+    try:
+        spec = _parse("plan", None, json.loads(spec_json)).spec
+        n_splits = planning.n_splits_hint(spec)
+        if n_splits is None:
+            return ShardPlan(None, planned_shares(n_shards))
+        params = planning.candidates(spec)
+        plan = planning.make_plan(spec, n_splits, n_shards, candidate_params=params)
+    except SpecError:
+        return None
+
+    # The costs the plan was cut by, summed per shard through a running total
+    # (an empty shard then costs 0).
+    expected = costs.estimate(params, _grid_names(spec.param_grid))
+    running = np.concatenate([[0.0], np.cumsum(expected[plan.order // n_splits])])
+    shard_costs = running[plan.bounds[1:]] - running[plan.bounds[:-1]]
+    shares = shard_costs / max(float(shard_costs.sum()), 1e-12)
+    return ShardPlan(
+        tuple(int(n) for n in np.diff(plan.bounds)),
+        tuple(float(c) for c in shares),
+    )
+
+
+def _grid_names(grid: dict[str, Any] | list[dict[str, Any]]) -> set[str]:
+    grids = grid if isinstance(grid, list) else [grid]
+    return {name for one in grids for name in one}
+
+
+def _parse(
+    name: str, namespace: str | None, raw_spec: Mapping[str, Any]
+) -> specs.GridSearch:
+    return specs.parse(
+        {
+            "apiVersion": specs.API_VERSION,
+            "kind": specs.KIND,
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": dict(raw_spec),
+        }
+    )

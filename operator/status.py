@@ -9,12 +9,15 @@ whole new status; the handler patches only what changed. The status shape::
     observedGeneration  the spec generation this status describes
     conditions          Accepted, Running, Suspended, Complete, Failed
     shards              {total, succeeded, failed, active}
-    tasks               {total, done}; absent when the data decides the splits
+    tasks               {total, done}: tasks of the completed shards, cut as
+                        the pods cut them; without total when the data
+                        decides the splits (done then from the shards' reports)
     progress            "done/total" tasks (shards when the data decides)
-    eta                 time left at the finished tasks' rate, e.g. "3m10s"
+    eta                 time left at the finished shards' fit rate, e.g. "3m10s"
     startTime, completionTime
     jobName, reducerJobName
-    bestParams, bestScore, refitMetric, resultsUri
+    bestParams, bestScore, refitMetric, nFailedFits    once the reducer succeeded
+    resultsUri, summaryUri, reportUri                  where its artifacts are
 
 Phases only move forward through the stages Pending/Running → Reducing →
 Succeeded/Failed (Pending and Running swap while a Job is suspended), so a
@@ -27,7 +30,8 @@ from __future__ import annotations
 
 import datetime
 import json
-from collections.abc import Mapping, Sequence
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +48,18 @@ _STAGE = {PENDING: 0, RUNNING: 0, REDUCING: 1, SUCCEEDED: 2, FAILED: 2}
 _MESSAGE_CHARS = 1024
 _BEST_PARAMS_CHARS = 2048
 
+# What the status copies from the reducer's report (``kubegrid.cli._brief``),
+# each under the same name the CRD declares.
+_REDUCER_KEYS = (
+    "bestParams",
+    "bestScore",
+    "refitMetric",
+    "nFailedFits",
+    "resultsUri",
+    "summaryUri",
+    "reportUri",
+)
+
 Status = dict[str, Any]
 Milestone = tuple[str, str, str]  # (event type, reason, message)
 
@@ -56,6 +72,7 @@ class Seen:
     now: str
     memory_limit: str | None = None  # spec.resources.limits.memory, for advice
     suspend_requested: bool = False  # spec.suspend, to tell it from a queue
+    spec: Mapping[str, Any] | None = None  # the stored spec, to plan the shards
 
 
 def is_terminal(current: Mapping[str, Any]) -> bool:
@@ -105,7 +122,7 @@ def observe_shards(
     seen: Seen,
 ) -> Status:
     """The status after an event of the shard Job (pods: only once it failed)."""
-    new = dict(current) | _shard_progress(current, job, seen.now)
+    new = dict(current) | _shard_progress(current, job, pods, seen)
     if _STAGE.get(current.get("phase") or PENDING, 0) > 0:
         return new  # the shard stage is over: refresh counts, keep the phase
     failed = job_condition(job, "Failed")
@@ -159,6 +176,21 @@ def observe_reducer(
         return _suspended(new | {"phase": REDUCING}, job, seen)
     message = "merging the shards' results"
     return _running(new, REDUCING, "Reducing", message, seen)
+
+
+def needs_pods(current: Mapping[str, Any], job: Mapping[str, Any], role: str) -> bool:
+    """Whether an event of ``job`` needs the reports its Pods hold.
+
+    A failed Job's pods explain the failure, a finished reducer's carry the
+    results, and a shard that has just completed tells the fit seconds the
+    ETA is estimated from. Other events (a pod starting) need none, so a
+    search lists its shard pods once per completed shard.
+    """
+    if job_condition(job, "Failed") is not None:
+        return True
+    if role == "reduce":
+        return is_finished(job)
+    return _succeeded(current) != len(_completed(job))
 
 
 def milestones(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Milestone]:
@@ -227,47 +259,165 @@ def utcnow() -> str:
 
 
 def _shard_progress(
-    current: Mapping[str, Any], job: Mapping[str, Any], now: str
+    current: Mapping[str, Any],
+    job: Mapping[str, Any],
+    pods: Sequence[Mapping[str, Any]],
+    seen: Seen,
 ) -> Status:
-    """Counts of shards and tasks, the progress column and the ETA."""
+    """Counts of shards and tasks, the progress column and the ETA.
+
+    Task counts come from the plan every pod computes; when the data decides
+    the split count, from what the finished shards reported. What only the
+    reports tell is read when a shard has just finished (the reconciler then
+    lists the pods, see :func:`needs_pods`) and carried over until the next.
+    """
     state = _status(job)
-    total = int((job.get("spec") or {}).get("completions") or 0)
-    completed = reports.parse_indexes(state.get("completedIndexes"))
+    total = _completions(job)
+    completed = _completed(job)
     failed = reports.parse_indexes(state.get("failedIndexes"))
+    plan = None
+    if seen.spec is not None and total:
+        plan = sizing.shard_plan(seen.spec, total)
+    shares = plan.costs if plan is not None else sizing.planned_shares(total)
+    shard_pods = reports.job_pods(pods, _name(job))
+    finished = {
+        i: report
+        for i, report in reports.shard_reports(shard_pods).items()
+        if i in completed
+    }
+    carried = _succeeded(current) == len(completed)
+
     n_tasks = (current.get("tasks") or {}).get("total")
-    done = None
-    if n_tasks is not None and total:
-        per_shard = sizing.tasks_per_shard(n_tasks, total)
-        done = sum(per_shard[i] for i in completed if i < total)
+    if plan is not None and plan.tasks is not None:
+        n_tasks = sum(plan.tasks)
+    done = _tasks_done(plan, completed, finished)
+    if done is None and carried:
+        done = (current.get("tasks") or {}).get("done")
     started = current.get("startTime") or state.get("startTime")
-    progress: Status = {
+    work = _Work(shares, completed, finished, _parallelism(job))
+    if finished or not carried:
+        eta = _eta(work) or _wall_clock_eta(work, started, seen.now)
+    else:
+        eta = current.get("eta")
+    return {
         "shards": {
             "total": total,
             "succeeded": len(completed),
             "failed": len(failed),
             "active": int(state.get("active") or 0),
         },
-        "tasks": None if done is None else {"total": n_tasks, "done": done},
+        "tasks": _tasks(n_tasks, done),
         "progress": _progress(done, n_tasks, len(completed), total),
         "startTime": started,
+        "eta": eta if len(completed) < total else None,
     }
-    if done is None or n_tasks is None:
-        progress["eta"] = _eta(started, now, len(completed), total)
-    else:
-        progress["eta"] = _eta(started, now, done, n_tasks)
-    return progress
 
 
-def _eta(started: str | None, now: str, done: int, total: int) -> str | None:
-    """Time left at the rate the finished work went; None before any finished.
+def _tasks_done(
+    plan: sizing.ShardPlan | None,
+    completed: set[int],
+    finished: Mapping[int, Mapping[str, Any]],
+) -> int | None:
+    """Tasks of the completed shards; None when neither plan nor reports tell."""
+    if plan is not None and plan.tasks is not None:
+        return sum(plan.tasks[i] for i in completed)
+    if completed <= finished.keys():
+        return sum(int(finished[i]["tasks"]) for i in completed)
+    return None
 
-    The rate is the wall-clock one since the Job started, so it already
-    accounts for how many shards run at once.
+
+def _tasks(n_tasks: int | None, done: int | None) -> Status | None:
+    tasks = {"total": n_tasks, "done": done}
+    return {k: v for k, v in tasks.items() if v is not None} or None
+
+
+@dataclass(frozen=True)
+class _Work:
+    """The shards seen as work: expected shares, which finished, what they said."""
+
+    shares: Sequence[float]
+    completed: set[int]
+    finished: Mapping[int, Mapping[str, Any]]
+    parallelism: int
+
+    @property
+    def left(self) -> list[float]:
+        """The expected shares of the shards not yet completed."""
+        return [c for i, c in enumerate(self.shares) if i not in self.completed]
+
+
+def _eta(work: _Work) -> str | None:
+    """Time left, from the fit seconds the finished shards reported.
+
+    Each finished shard reports ``fitSeconds``, what its fits took, and the
+    plan gives every shard i its share c_i of the search's expected cost
+    (shards are cut by that cost, so their task counts differ). Then::
+
+        rate      = sum(fitSeconds) / sum(c_i)   over the shards that reported
+        remaining = rate * sum(c_j)              over the shards not completed
+        slots     = min(parallelism, shards not completed) * workers
+        eta       = max(remaining / slots, rate * max(c_j) / workers)
+
+    ``parallelism`` is the Job's (pods at once) and ``workers`` the fit
+    processes per pod the reports give (their ``budget``; 1 without one).
+    The second term is the longest shard left, which one pod runs however
+    many run at once. Running shards count as not started, so the estimate
+    errs long by what they have done so far. None when no shard reported.
     """
-    if not started or not done or done >= total:
+    spent = sum(float(r["fitSeconds"]) for r in work.finished.values())
+    planned = sum(work.shares[i] for i in work.finished)
+    left = work.left
+    if not work.finished or not left or planned <= 0:
+        return None
+    rate = spent / planned
+    workers = _workers(work.finished.values())
+    slots = min(work.parallelism, len(left)) * workers
+    seconds = max(rate * sum(left) / slots, rate * max(left) / workers)
+    return _duration(round(seconds))
+
+
+def _wall_clock_eta(work: _Work, started: str | None, now: str) -> str | None:
+    """Time left at the wall-clock pace of the finished share of the cost.
+
+    The fallback when no finished shard's report can be read (its pod is
+    gone): the time since the Job started already holds every cost the
+    reports would tell, pod starts and parallelism included.
+    """
+    finished = sum(c for i, c in enumerate(work.shares) if i in work.completed)
+    left = sum(work.left)
+    if not started or finished <= 0 or left <= 0:
         return None
     elapsed = (_parse_time(now) - _parse_time(started)).total_seconds()
-    return _duration(round(max(elapsed, 1.0) * (total - done) / done))
+    return _duration(round(max(elapsed, 1.0) * left / finished))
+
+
+def _workers(finished: Iterable[Mapping[str, Any]]) -> int:
+    """Fit processes per pod, the median of what the shards reported."""
+    counts = []
+    for report in finished:
+        workers = (report.get("budget") or {}).get("workers")
+        if isinstance(workers, int) and workers >= 1:
+            counts.append(workers)
+    return int(statistics.median(counts)) if counts else 1
+
+
+def _parallelism(job: Mapping[str, Any]) -> int:
+    # A Job without spec.parallelism runs one pod at a time.
+    return max(1, int((job.get("spec") or {}).get("parallelism") or 1))
+
+
+def _completions(job: Mapping[str, Any]) -> int:
+    return int((job.get("spec") or {}).get("completions") or 0)
+
+
+def _completed(job: Mapping[str, Any]) -> set[int]:
+    """The Job's completed indexes, within its completions."""
+    indexes = reports.parse_indexes(_status(job).get("completedIndexes"))
+    return {i for i in indexes if i < _completions(job)}
+
+
+def _succeeded(current: Mapping[str, Any]) -> int | None:
+    return (current.get("shards") or {}).get("succeeded")
 
 
 def _progress(
@@ -332,12 +482,7 @@ def _conditions(
 
 
 def _succeed(new: Status, report: Mapping[str, Any], seen: Seen) -> Status:
-    best = {
-        "bestParams": report.get("bestParams"),
-        "bestScore": report.get("bestScore"),
-        "refitMetric": report.get("refitMetric"),
-        "resultsUri": report.get("resultsUri"),
-    }
+    best = {key: report.get(key) for key in _REDUCER_KEYS}
     message = "results ready"
     if best["bestScore"] is not None:
         message = f"best {best['refitMetric'] or 'score'} {best['bestScore']:.6g}"
@@ -346,7 +491,9 @@ def _succeed(new: Status, report: Mapping[str, Any], seen: Seen) -> Status:
     if len(json.dumps(best["bestParams"], default=str)) > _BEST_PARAMS_CHARS:
         best["bestParams"] = None
         message += "; bestParams is too long for the status, see summary.json"
-    if best["resultsUri"]:
+    if best["reportUri"]:
+        message += f"; report in {best['reportUri']}"
+    elif best["resultsUri"]:
         message += f"; results in {best['resultsUri']}"
     conditions = _conditions(
         new,

@@ -11,32 +11,27 @@ from __future__ import annotations
 import io
 import json
 import pathlib
+import re
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-import jsonschema
 import pandas as pd
 import pytest
 import sklearn.datasets
-import yaml
 from sklearn.model_selection import GridSearchCV
 from sklearn.svm import SVC
+from sklearn.tree import DecisionTreeClassifier
 
 from tests.operator.conftest import digits_spec
-from tests.support import manifests
-from tests.support.fixtures import S3
+from tests.support import gridsearches, manifests
+from tests.support.fixtures import S3, default_pod_env
 from tests.support.jobcontroller import JOBS, PODS, JobController
 from tests.support.kube import GRIDSEARCH, Kube
 from tests.support.operator_proc import OperatorProcess
 
 NS = "default"
-CRD = (
-    pathlib.Path(__file__).resolve().parents[2]
-    / "crds"
-    / "kubegrid.io_gridsearches.yaml"
-)
 CONFIGMAPS = "v1/configmaps"
 SECRET = "s3-creds"
 # moto accepts any credentials, so these can be unique enough to search for.
@@ -47,20 +42,16 @@ SECRET_KEY = f"kubegrid-secret-{uuid.uuid4().hex}"
 RUN_TIMEOUT = 240.0
 
 
-def crd_schema() -> dict[str, Any]:
-    crd = yaml.safe_load(CRD.read_text())
-    schema: dict[str, Any] = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-    return schema
-
-
 def apply(kube: Kube, name: str, spec: dict[str, Any]) -> dict[str, Any]:
     """Create a GridSearch after checking it against the CRD's schema."""
-    body = manifests.grid_search(name, spec, NS)
-    if CRD.exists():
-        jsonschema.Draft7Validator(crd_schema()).validate(body)
+    return gridsearches.create(kube, name, spec, NS)
+
+
+def patch_search(kube: Kube, name: str, body: dict[str, Any]) -> None:
+    """A merge patch of the GridSearch, as `kubectl patch --type merge` sends."""
     client = kube.client()
     try:
-        return client.create(GRIDSEARCH, NS, body)  # type: ignore[no-any-return]
+        client.patch(GRIDSEARCH, NS, name, body)
     finally:
         client.close()
 
@@ -91,7 +82,11 @@ def iris_search(s3: S3, name: str, **changes: Any) -> dict[str, Any]:
     """A search small enough that its pods take seconds: the fault tests' input."""
     spec = s3_search(s3, name)
     spec["dataset"]["uri"] = f"s3://{s3.bucket}/iris.csv"
-    spec["estimator"] = {"class": "sklearn.tree.DecisionTreeClassifier"}
+    # Seeded, so that ties between splits break as in the reference search.
+    spec["estimator"] = {
+        "class": "sklearn.tree.DecisionTreeClassifier",
+        "params": {"random_state": 0},
+    }
     spec["paramGrid"] = {"max_depth": [1, 2, 3]}
     spec["cv"] = 3
     spec["sharding"] = {"shards": 3}
@@ -145,6 +140,24 @@ def sklearn_best(spec: dict[str, Any]) -> tuple[dict[str, Any], float]:
     )
     search.fit(frame, y)
     return search.best_params_, float(search.best_score_)
+
+
+def iris_reference(spec: dict[str, Any]) -> tuple[dict[str, Any], float]:
+    """What GridSearchCV finds for an `iris_search` spec: the reference result."""
+    frame = sklearn.datasets.load_iris(as_frame=True).frame
+    y = frame.pop("target")
+    estimator = DecisionTreeClassifier(**spec["estimator"].get("params", {}))
+    search = GridSearchCV(
+        estimator, spec["paramGrid"], cv=spec["cv"], scoring="accuracy"
+    )
+    search.fit(frame, y)
+    return search.best_params_, float(search.best_score_)
+
+
+def jobs_created(kube: Kube) -> list[str]:
+    """Names of the Jobs the code under test created, one per 201 answer."""
+    records = kube.requests(action="create", plural="jobs", status=201)
+    return sorted(str(record.name) for record in records)
 
 
 @pytest.fixture
@@ -282,28 +295,75 @@ def test_a_transient_failure_is_retried_and_the_search_succeeds(
     assert done["status"]["bestParams"]["max_depth"] in (1, 2, 3)
 
 
-@pytest.mark.parametrize("during", ["Running", "Reducing"])
+@pytest.mark.parametrize(
+    ("during", "job", "after"),
+    [("Running", "again-shards", 1), ("Reducing", "again-reduce", 0)],
+)
 def test_a_restarted_operator_neither_duplicates_jobs_nor_loses_the_run(
     kube: Kube,
     s3: S3,
     running: OperatorProcess,
     job_controller: JobController,
     during: str,
+    job: str,
+    after: int,
 ) -> None:
-    """Killed while shards (or the reducer) run: after a restart it completes."""
-    apply(kube, "again", iris_search(s3, "again"))
-    wait_phase(kube, "again", during, "Succeeded")
+    """Killed while shards (or the reducer) run: after a restart it completes.
+
+    The Job's later attempts are frozen as they start, so the operator dies
+    at a known point: shard 0 running and the others waiting (or the reducer
+    started and not finished), never after the stage is over.
+    """
+    job_controller.hold(NS, job, after=after)
+    spec = iris_search(s3, "again", parallelism=1)
+    apply(kube, "again", spec)
+    wait_phase(kube, "again", during)
+    _wait_until(lambda: sum(job_controller.starts(NS, job).values()) > after)
     running.restart()
+    job_controller.release(NS, job)
 
     done = wait_phase(kube, "again", "Succeeded", "Failed")
     assert done["status"]["phase"] == "Succeeded", done["status"].get("message")
-    jobs = sorted(job["metadata"]["name"] for job in kube.list(JOBS, NS))
-    assert jobs == ["again-reduce", "again-shards"]
+    assert jobs_created(kube) == ["again-reduce", "again-shards"]
     assert set(job_controller.starts(NS, "again-shards").values()) == {1}
     assert job_controller.starts(NS, "again-reduce") == {0: 1}
+    best_params, best_score = iris_reference(spec)
+    assert done["status"]["bestParams"] == best_params
+    assert done["status"]["bestScore"] == pytest.approx(best_score, abs=1e-12)
 
 
-def test_suspend_pauses_and_resume_finishes_without_redoing_work(
+@pytest.mark.parametrize(
+    ("resources", "field"),
+    [
+        ({"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}, "spec.resources.requests"),
+        ({"limits": {"gpu": "1"}}, "spec.resources.limits[gpu]"),
+    ],
+)
+def test_a_job_the_api_server_refuses_fails_the_search_naming_the_field(
+    kube: Kube,
+    s3: S3,
+    running: OperatorProcess,
+    resources: dict[str, Any],
+    field: str,
+) -> None:
+    """Values only the API server checks: the refusal ends the search Failed,
+    naming the spec's field and the server's words, after one attempt."""
+    apply(kube, "refused", iris_search(s3, "refused", resources=resources))
+
+    failed = wait_phase(kube, "refused", "Failed", "Succeeded", timeout=60)
+    status = failed["status"]
+    assert status["phase"] == "Failed"
+    assert status["message"].startswith(f"{field}: Invalid value")
+    assert "the API server refused Job refused-shards: Invalid" in status["message"]
+    assert condition(failed, "Failed")["reason"] == "InvalidSpec"  # type: ignore[index]
+    # Refused once, never retried, and nothing created.
+    time.sleep(2)
+    assert len(kube.requests(action="create", plural="jobs")) == 1
+    assert jobs_created(kube) == []
+    assert "Traceback" not in running.log()
+
+
+def test_a_search_created_suspended_starts_nothing_until_resumed(
     kube: Kube, s3: S3, running: OperatorProcess, job_controller: JobController
 ) -> None:
     apply(kube, "paused", iris_search(s3, "paused", suspend=True))
@@ -316,15 +376,157 @@ def test_suspend_pauses_and_resume_finishes_without_redoing_work(
     assert paused["status"]["phase"] == "Pending"
     assert job_controller.starts(NS, "paused-shards") == {}
 
-    client = kube.client()
-    try:
-        client.patch(GRIDSEARCH, NS, "paused", {"spec": {"suspend": False}})
-    finally:
-        client.close()
+    patch_search(kube, "paused", {"spec": {"suspend": False}})
     done = wait_phase(kube, "paused", "Succeeded", "Failed")
     assert done["status"]["phase"] == "Succeeded", done["status"].get("message")
     assert condition(done, "Suspended")["status"] == "False"  # type: ignore[index]
     assert set(job_controller.starts(NS, "paused-shards").values()) == {1}
+
+
+def chunk_keys(s3: S3, name: str, shard: int) -> list[str]:
+    """The checkpoint files shard `shard` of a search has written so far."""
+    prefix = f"results/{name}/partials/"
+    listing = s3.client.list_objects_v2(Bucket=s3.bucket, Prefix=prefix)
+    keys = [item["Key"] for item in listing.get("Contents") or []]
+    return [k for k in keys if f"/chunks/shard-{shard:05d}/" in k]
+
+
+def shard_done(s3: S3, name: str, shard: int) -> bool:
+    """Whether shard `shard` published its finished partial file."""
+    prefix = f"results/{name}/partials/"
+    listing = s3.client.list_objects_v2(Bucket=s3.bucket, Prefix=prefix)
+    keys = [item["Key"] for item in listing.get("Contents") or []]
+    return any(k.endswith(f"/shard-{shard:05d}.json") for k in keys)
+
+
+def suspended_as(reason: str) -> Callable[[dict[str, Any]], bool]:
+    """A predicate: the search's Suspended condition is True for `reason`."""
+
+    def check(obj: dict[str, Any]) -> bool:
+        found = condition(obj, "Suspended")
+        return found is not None and (found["status"], found["reason"]) == (
+            "True",
+            reason,
+        )
+
+    return check
+
+
+def test_suspending_a_running_search_keeps_the_work_already_done(
+    kube: Kube,
+    s3: S3,
+    make_job_controller: Callable[..., JobController],
+    operator: Callable[..., OperatorProcess],
+) -> None:
+    """Suspended after shard 0 finished and shard 1 checkpointed: nothing is redone.
+
+    The pods checkpoint after every fit. Shard 1 is frozen as soon as its
+    first checkpoint is in storage, so the suspend provably lands mid-shard.
+    """
+    seed(kube, s3)
+    env = {**default_pod_env(), "KUBEGRID_CHECKPOINT_SECONDS": "0"}
+    job_controller = make_job_controller(extra_env=env)
+    operator()
+    spec = s3_search(s3, "pausing", parallelism=1, sharding={"shards": 3})
+    apply(kube, "pausing", spec)
+
+    _wait_until(lambda: bool(chunk_keys(s3, "pausing", 1)), timeout=RUN_TIMEOUT)
+    assert job_controller.freeze(NS, "pausing-shards", 1)
+    assert shard_done(s3, "pausing", 0)
+    assert not shard_done(s3, "pausing", 1)
+
+    patch_search(kube, "pausing", {"spec": {"suspend": True}})
+    paused = kube.wait_for(GRIDSEARCH, NS, "pausing", suspended_as("Suspended"), 60)
+    status = paused["status"]
+    assert status["phase"] == "Pending"
+    assert "finished work is kept" in status["message"]
+    assert condition(paused, "Running")["status"] == "False"  # type: ignore[index]
+    assert status["shards"]["succeeded"] == 1
+    assert 0 < status["tasks"]["done"] < status["tasks"]["total"]
+    job = kube.wait_for(JOBS, NS, "pausing-shards", job_suspended, timeout=30)
+    assert job["spec"]["suspend"] is True
+
+    patch_search(kube, "pausing", {"spec": {"suspend": False}})
+    done = wait_phase(kube, "pausing", "Succeeded", "Failed")
+    assert done["status"]["phase"] == "Succeeded", done["status"].get("message")
+    assert condition(done, "Suspended")["status"] == "False"  # type: ignore[index]
+
+    # Shard 0 ran once; shard 1 ran again only for what it had not checkpointed.
+    assert job_controller.starts(NS, "pausing-shards") == {0: 1, 1: 2, 2: 1}
+    resumed = job_controller.logs(NS, "pausing-shards", index=1)
+    match = re.search(r"shard 1: (\d+) tasks to run, (\d+) already done", resumed)
+    assert match is not None, resumed[-2000:]
+    assert int(match.group(2)) >= 1
+    best_params, best_score = sklearn_best(spec)
+    assert done["status"]["bestParams"] == best_params
+    assert done["status"]["bestScore"] == pytest.approx(best_score, abs=1e-12)
+
+
+def job_suspended(job: dict[str, Any]) -> bool:
+    """The Job controller reports the Job suspended, as upstream does."""
+    conditions = (job.get("status") or {}).get("conditions") or []
+    return any(c["type"] == "Suspended" and c["status"] == "True" for c in conditions)
+
+
+def test_resuming_a_queued_search_leaves_its_job_to_kueue(
+    kube: Kube, s3: S3, running: OperatorProcess, job_controller: JobController
+) -> None:
+    """spec.suspend false never unsuspends a Job that waits for its Kueue queue."""
+    apply(kube, "queued", iris_search(s3, "queued", queueName="team"))
+    kube.wait_for(GRIDSEARCH, NS, "queued", suspended_as("Queued"), timeout=60)
+
+    # The user's suspend is the user's; its resume hands the Job back to Kueue.
+    patch_search(kube, "queued", {"spec": {"suspend": True}})
+    kube.wait_for(GRIDSEARCH, NS, "queued", suspended_as("Suspended"), timeout=60)
+    patch_search(kube, "queued", {"spec": {"suspend": False}})
+    kube.wait_for(GRIDSEARCH, NS, "queued", suspended_as("Queued"), timeout=60)
+
+    versions = kube.history(JOBS, NS, "queued-shards")
+    assert versions and all(v is None or v["spec"]["suspend"] for v in versions)
+    assert job_controller.starts(NS, "queued-shards") == {}
+
+
+def test_reapplying_the_same_manifest_changes_nothing(
+    kube: Kube, s3: S3, running: OperatorProcess, job_controller: JobController
+) -> None:
+    """A GitOps sync of an unchanged manifest starts nothing and rewrites nothing."""
+    spec = iris_search(s3, "synced")
+    apply(kube, "synced", spec)
+    done = wait_phase(kube, "synced", "Succeeded", "Failed")
+    assert done["status"]["phase"] == "Succeeded", done["status"].get("message")
+    # ResultsReady is the operator's last act on a search.
+    _wait_until(lambda: "ResultsReady" in events(kube, "synced"))
+    before = kube.get(GRIDSEARCH, NS, "synced")
+    assert before is not None
+    jobs_before = {
+        j["metadata"]["name"]: j["metadata"]["resourceVersion"]
+        for j in kube.list(JOBS, NS)
+    }
+
+    # The whole manifest again, as `kubectl apply --server-side` sends it.
+    mark, noops = kube.mark(), _noops(running, "synced")
+    patch_search(kube, "synced", manifests.grid_search("synced", spec, NS))
+    _wait_until(lambda: _noops(running, "synced") > noops, timeout=30)
+    time.sleep(2)  # a moment for anything that event could have set off
+
+    after = kube.get(GRIDSEARCH, NS, "synced")
+    assert after is not None
+    assert after["metadata"]["generation"] == before["metadata"]["generation"]
+    assert after["status"] == before["status"]
+    assert after["status"]["bestParams"] == done["status"]["bestParams"]
+    jobs_after = {
+        j["metadata"]["name"]: j["metadata"]["resourceVersion"]
+        for j in kube.list(JOBS, NS)
+    }
+    assert jobs_after == jobs_before
+    assert [r for r in kube.requests(since=mark) if r.method in ("POST", "PATCH")] == []
+    assert jobs_created(kube) == ["synced-reduce", "synced-shards"]
+
+
+def _noops(process: OperatorProcess, name: str) -> int:
+    """How often kopf has seen the search change in nothing it handles."""
+    line = f"[{NS}/{name}] Something has changed, but we are not interested"
+    return process.log().count(line)
 
 
 def test_deleting_a_search_removes_its_children(

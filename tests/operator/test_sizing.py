@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import itertools
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 
 from kubegrid import planning
 from kubegrid.errors import SpecError
 from kubegrid.operator import sizing
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def test_digits_search_is_sized_like_the_runner_sizes_it(spec: dict[str, Any]) -> None:
@@ -67,9 +70,20 @@ def test_split_count_left_to_the_data_still_gives_a_shard_count(
     assert (plan.n_splits, plan.n_tasks, plan.n_shards) == (None, None, 6)
 
 
-@pytest.mark.parametrize(("n_tasks", "n_shards"), [(100, 16), (7, 3), (5, 5), (1, 1)])
-def test_tasks_per_shard_match_the_runners_cut(n_tasks: int, n_shards: int) -> None:
-    bounds = np.linspace(0, n_tasks, n_shards + 1).round().astype(np.int64)
-    counts = sizing.tasks_per_shard(n_tasks, n_shards)
-    assert counts == [int(b - a) for a, b in itertools.pairwise(bounds)]
-    assert sum(counts) == n_tasks
+@pytest.mark.parametrize("n_shards", [1, 3, 7, 16])
+@pytest.mark.parametrize("example", ["digits-svc.yaml", "pipeline-random.yaml"])
+def test_shard_tasks_match_the_runners_plan(example: str, n_shards: int) -> None:
+    """The operator counts each shard's tasks from the cut every pod makes."""
+    raw = yaml.safe_load((EXAMPLES / example).read_text())
+    manifest, sized = sizing.admit("cut", "ml", raw["spec"])
+    assert sized.n_splits is not None
+    runners = planning.make_plan(
+        manifest.spec, sized.n_splits, n_shards, planning.candidates(manifest.spec)
+    )
+
+    plan = sizing.shard_plan(raw["spec"], n_shards)
+
+    assert plan is not None and plan.tasks is not None
+    assert list(plan.tasks) == [int(n) for n in np.diff(runners.bounds)]
+    assert sum(plan.tasks) == sized.n_tasks
+    assert sum(plan.costs) == pytest.approx(1.0)

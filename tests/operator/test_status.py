@@ -21,8 +21,30 @@ T0 = "2026-12-03T10:00:00Z"
 T1 = "2026-12-03T10:01:40Z"  # 100 s later
 
 
+# 20 candidates × 5 folds = 100 tasks; C grows the cost, so shards differ.
+SPEC: dict[str, Any] = {
+    "dataset": {"uri": "s3://data/d.csv", "target": "y"},
+    "estimator": {"class": "sklearn.svm.SVC"},
+    "paramGrid": {"C": [10.0**e for e in range(-10, 10)]},
+    "cv": 5,
+    "output": {"uri": "s3://data/out"},
+}
+
+
 def seen(now: str = T1, **kwargs: Any) -> status.Seen:
-    return status.Seen(generation=1, now=now, **kwargs)
+    return status.Seen(generation=1, now=now, **{"spec": SPEC, **kwargs})
+
+
+def shard_plan(shards: int = 10) -> sizing.ShardPlan:
+    plan = sizing.shard_plan(SPEC, shards)
+    assert plan is not None and plan.tasks is not None
+    return plan
+
+
+def shard_report(tasks: int, fit_seconds: float, workers: int = 1) -> str:
+    return json.dumps(
+        {"tasks": tasks, "fitSeconds": fit_seconds, "budget": {"workers": workers}}
+    )
 
 
 def accepted(n_tasks: int = 100, shards: int = 10) -> dict[str, Any]:
@@ -108,15 +130,40 @@ def test_rejected_spec_fails_naming_the_field() -> None:
 
 
 def test_running_shards_report_tasks_done_and_an_eta() -> None:
-    """4 of 10 shards (40 of 100 tasks) in 100 s leave 60 tasks: 150 s."""
+    """4 of 10 shards done in 100 s, no report readable: the ETA is the wall
+    clock's pace over the finished share of the expected cost."""
+    plan = shard_plan()
     observed = job(active=2, completedIndexes="0-3", succeeded=4)
     current = status.observe_shards(accepted(), observed, [], seen())
+    done = sum(plan.tasks[:4])  # type: ignore[index]
+    assert 0 < done < 100
     assert current["phase"] == "Running"
-    assert current["tasks"] == {"total": 100, "done": 40}
-    assert current["progress"] == "40/100"
+    assert current["tasks"] == {"total": 100, "done": done}
+    assert current["progress"] == f"{done}/100"
     assert current["shards"] == {"total": 10, "succeeded": 4, "failed": 0, "active": 2}
-    assert current["eta"] == "2m30s"
+    left = sum(plan.costs[4:]) / sum(plan.costs[:4])
+    assert current["eta"] == status._duration(round(100 * left))
     assert condition(current, "Running")["status"] == "True"  # type: ignore[index]
+
+
+def test_eta_comes_from_the_fit_seconds_the_shards_reported() -> None:
+    """Two shards reported 30 s of fits with 2 workers each: the rest of the
+    expected cost goes at that rate over min(parallelism, shards left) pods."""
+    plan = shard_plan()
+    observed = job(active=2, completedIndexes="0-1", succeeded=2)
+    observed["spec"]["parallelism"] = 3
+    pods = [
+        pod(0, 0, "Completed", shard_report(plan.tasks[0], 20.0, 2)),  # type: ignore[index]
+        pod(1, 0, "Completed", shard_report(plan.tasks[1], 10.0, 2)),  # type: ignore[index]
+    ]
+    current = status.observe_shards(accepted(), observed, pods, seen())
+    rate = 30.0 / (plan.costs[0] + plan.costs[1])
+    left = plan.costs[2:]
+    expected = max(rate * sum(left) / (3 * 2), rate * max(left) / 2)
+    assert current["eta"] == status._duration(round(expected))
+    # Without those reports the estimate falls back to the wall clock.
+    fallback = status.observe_shards(accepted(), observed, [], seen())
+    assert fallback["eta"] != current["eta"]
 
 
 def test_no_eta_before_any_task_finished() -> None:

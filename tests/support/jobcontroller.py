@@ -15,6 +15,10 @@ Conventions a test relies on:
   produces one on purpose;
 * attempts killed for `suspend: true` are not failures; a resume re-runs the
   unfinished indexes only;
+* `hold()` lets a Job's first attempts run and stops (SIGSTOP) every later
+  one as it starts, `freeze()` stops one running attempt, and `release()`
+  lets them go on (SIGCONT): a stopped pod stays active but cannot finish,
+  so a test can act at a known point of a run instead of racing it;
 * the container's `terminationMessagePath` becomes a per-attempt local file;
   what the process wrote there (or, with `FallbackToLogsOnError`, the log's
   tail after a failure) becomes the Pod's `state.terminated.message`;
@@ -70,6 +74,7 @@ class Attempt:
     process: subprocess.Popen[bytes]
     log_path: pathlib.Path
     killed_for: str | None = None  # why the harness killed it, if it did
+    frozen: bool = False  # stopped by hold() or freeze() until release()
     # The local file standing for the container's terminationMessagePath,
     # and its terminationMessagePolicy (File or FallbackToLogsOnError).
     message_path: pathlib.Path | None = None
@@ -138,6 +143,8 @@ class JobController:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # guards `runs` against test-thread readers
+        # (namespace, job) -> how many attempts may run before the rest freeze.
+        self._holds: dict[tuple[str, str], int] = {}
         self._last_gc = 0.0
 
     # -- lifecycle -----------------------------------------------------------
@@ -284,7 +291,7 @@ class JobController:
                 start_new_session=True,  # a process group we can kill whole
             )
         run.state.started(index)
-        run.active[index] = Attempt(
+        attempt = run.active[index] = Attempt(
             index,
             number,
             pod["metadata"]["name"],
@@ -293,6 +300,10 @@ class JobController:
             message_path=message_path,
             message_policy=container.get("terminationMessagePolicy") or "File",
         )
+        allowed = self._holds.get((run.namespace, run.name))
+        if allowed is not None and sum(run.state.starts.values()) > allowed:
+            _signal_group(process, signal.SIGSTOP)
+            attempt.frozen = True
         if self.create_pods:
             self._create_pod(run, pod)
 
@@ -523,6 +534,40 @@ class JobController:
                     return True
         return False
 
+    def hold(self, namespace: str, job: str, after: int = 0) -> None:
+        """Let the Job's first `after` attempts run; freeze later ones on start.
+
+        The Job need not exist yet. A frozen attempt counts as an active pod.
+        """
+        with self._lock:
+            self._holds[namespace, job] = after
+
+    def freeze(self, namespace: str, job: str, index: int) -> bool:
+        """SIGSTOP an index's running attempt; False if it has none right now."""
+        with self._lock:
+            for run in self._runs_of(namespace, job):
+                attempt = run.active.get(index)
+                if attempt is not None:
+                    _signal_group(attempt.process, signal.SIGSTOP)
+                    attempt.frozen = True
+                    return True
+        return False
+
+    def release(self, namespace: str, job: str) -> None:
+        """Drop the Job's hold and let every frozen attempt of it go on."""
+        with self._lock:
+            self._holds.pop((namespace, job), None)
+            for run in self._runs_of(namespace, job):
+                for attempt in run.active.values():
+                    if attempt.frozen:
+                        _signal_group(attempt.process, signal.SIGCONT)
+                        attempt.frozen = False
+
+    def _runs_of(self, namespace: str, job: str) -> list[JobRun]:
+        return [
+            r for r in self.runs.values() if (r.namespace, r.name) == (namespace, job)
+        ]
+
     def wait_finished(
         self, namespace: str, job: str, timeout: float = 30.0
     ) -> dict[str, Any]:
@@ -538,10 +583,15 @@ class JobController:
         return self.kube.wait_for(JOBS, namespace, job, finished, timeout=timeout)
 
 
+def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
+    """Signal a process's whole group: the runner's forked workers too."""
+    with contextlib.suppress(ProcessLookupError):  # already gone
+        os.killpg(process.pid, signum)
+
+
 def _kill_group(process: subprocess.Popen[bytes], wait: bool = True) -> None:
     """SIGKILL a process's whole group: children of the runner die with it."""
-    with contextlib.suppress(ProcessLookupError):  # already gone
-        os.killpg(process.pid, signal.SIGKILL)
+    _signal_group(process, signal.SIGKILL)
     if wait:
         process.wait()
 
