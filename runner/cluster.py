@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from kubegrid import errors, results, storage
+from kubegrid import errors, storage
 from kubegrid import spec as specs
 
 logger = logging.getLogger(__name__)
@@ -161,6 +161,9 @@ def cmd_results(args: argparse.Namespace) -> int:
         manifest.spec.storage.endpoint_url, manifest.spec.storage.region
     )
     store = storage.open_store(manifest.spec.output.uri, location)
+    # pandas and pyarrow load only for this command, not for every CLI start.
+    from kubegrid import results
+
     summary = results.read_summary(store)
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -170,6 +173,8 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 
 def _top_candidates(store: storage.Store, summary: dict[str, Any], top: int) -> str:
+    from kubegrid import results
+
     table = results.read_cv_results(store)
     metric = summary.get("refitMetric") or summary["metrics"][0]
     ranks = table[f"rank_test_{metric}"]

@@ -22,7 +22,6 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from kubegrid import results
 from kubegrid.context import SearchContext
 
 _out = Console()
@@ -72,6 +71,8 @@ def _plain(value: Any) -> Any:
 
 def outcome(ctx: SearchContext, summary: dict[str, Any], top: int = 5) -> None:
     """The best candidates and where every artifact is."""
+    from kubegrid import results  # pyarrow, needed only once results exist
+
     store = ctx.output()
     table = results.read_cv_results(store)
     metric = summary.get("refitMetric") or ctx.spec.metric_names[0]
