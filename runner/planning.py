@@ -170,11 +170,18 @@ def _distribution(value: dict[str, Any], field: str) -> Any:
             f"{', '.join(specs.DISTRIBUTIONS)} (scipy.stats names)",
         )
     allowed = specs.DISTRIBUTIONS[name]
-    for key in kwargs:
+    for key, argument in kwargs.items():
         if key not in allowed:
             raise SpecError(
                 f"{field}.{key}",
                 f"scipy.stats.{name} takes {', '.join(allowed)}, not {key!r}",
+            )
+        # Every argument of these distributions is one number; scipy meets
+        # anything else (a list, null) with errors of every kind.
+        if isinstance(argument, bool) or not isinstance(argument, int | float):
+            raise SpecError(
+                f"{field}.{key}",
+                f"scipy.stats.{name} needs a number for {key}, got {argument!r}",
             )
     try:
         frozen = getattr(scipy.stats, name)(**kwargs)

@@ -50,6 +50,17 @@ MANIFEST_MISTAKES: list[tuple[str, dict[str, Any], str, tuple[str, ...]]] = [
         ("10000000 candidates", "limit of 100000", "lower nIter"),
     ),
     (
+        "list-for-a-distribution-argument",
+        {
+            "spec.search": {"type": "random", "nIter": 4, "randomState": 0},
+            "spec.paramGrid": {
+                "svc__C": {"distribution": "loguniform", "a": [None], "b": 10}
+            },
+        },
+        "spec.paramGrid.svc__C.a",
+        ("needs a number for a", "[None]"),
+    ),
+    (
         "string-for-nested-integer",
         {"spec.cv": {"splitter": "KFold", "nSplits": "three"}},
         "spec.cv.nSplits",
