@@ -9,6 +9,8 @@ Two speed-ups keep those numbers unchanged:
 
 * tasks sharing a split and a pipeline prefix fit the prefix once and score
   only the final step per candidate (the same calls Pipeline makes, once);
+  where those tasks are divided between processes of one machine, the first
+  stores the prefix's output (:mod:`kubegrid.prefixes`) and the others read it;
 * in a pod with several CPUs, the shard's tasks are spread over forked worker
   processes that share the loaded data.
 
@@ -20,6 +22,7 @@ and for tests that kill a shard on purpose.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import math
@@ -38,7 +41,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils import _safe_indexing
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from kubegrid import parallel, partials, planning
+from kubegrid import parallel, partials, planning, prefixes
 from kubegrid.context import SearchContext
 from kubegrid.errors import FitError, UserError
 
@@ -158,15 +161,22 @@ def _evaluate(ctx: SearchContext, todo: list[int]) -> Iterator[partials.Record]:
     scorers = ctx.scorers()
     plan = ctx.plan
     final_step = _shareable_final_step(ctx)
+    unit_sizes = collections.Counter(
+        planning.prefix_key(params, final_step) for params in plan.candidates
+    )
 
     def group_key(task: int) -> tuple[planning.PrefixKey, int]:
         candidate, split = divmod(task, plan.n_splits)
         return planning.prefix_key(plan.candidates[candidate], final_step), split
 
-    for _, group in itertools.groupby(todo, key=group_key):
+    for (prefix, _), group in itertools.groupby(todo, key=group_key):
         tasks = list(group)
-        if final_step is not None and len(tasks) > 1:
-            shared = _with_shared_prefix(ctx, tasks, scorers)
+        # A unit with tasks outside this run goes through the machine's cache,
+        # even for one task: another process may have stored its prefix, or
+        # will want the one fitted here.
+        divided = len(tasks) < unit_sizes[prefix] and prefixes.active()
+        if final_step is not None and (len(tasks) > 1 or divided):
+            shared = _with_shared_prefix(ctx, tasks, scorers, divided)
             if shared is not None:
                 yield from shared
                 continue
@@ -240,10 +250,12 @@ def _shareable_final_step(ctx: SearchContext) -> str | None:
 
 
 def _with_shared_prefix(
-    ctx: SearchContext, tasks: list[int], scorers: Any
+    ctx: SearchContext, tasks: list[int], scorers: Any, cached: bool
 ) -> list[partials.Record] | None:
     """Fit the prefix once on the tasks' split, then each final step on its output.
 
+    With ``cached``, the prefix's output comes from the machine's cache when
+    another process stored it, and is stored for the others when fitted here.
     Returns None when the shortcut does not apply (the prefix fails, or its
     output is not a dense array): the caller then runs each task in full, which
     also records any failure exactly as GridSearchCV would.
@@ -255,26 +267,16 @@ def _with_shared_prefix(
     first_params = ctx.plan.candidates[first_candidate]
     train, test = ctx.splits[split]
 
-    # The prefix, as Pipeline.fit would fit it for any of these candidates.
-    started = time.perf_counter()
-    prefix = Pipeline(clone(pipeline).steps[:-1])
-    try:
-        prefix.set_params(
-            **{k: v for k, v in first_params.items() if not k.startswith(marker)}
-        )
-        X_train = _safe_indexing(ctx.data.X, train)
-        y_train = _safe_indexing(ctx.data.y, train)
-        fitted_train = prefix.fit_transform(X_train, y_train)
-        fitted_test = prefix.transform(_safe_indexing(ctx.data.X, test))
-    except Exception:
+    # The prefix's output for every row, and what it cost this process.
+    found = (
+        _cached_prefix_output(ctx, first_params, split)
+        if cached
+        else _timed_prefix_output(ctx, first_params, split)
+    )
+    if found is None:
         return None
-    if not (
-        isinstance(fitted_train, np.ndarray) and isinstance(fitted_test, np.ndarray)
-    ):
-        return None
-    Xt = np.zeros((ctx.data.n_samples, *fitted_train.shape[1:]), fitted_train.dtype)
-    Xt[train], Xt[test] = fitted_train, fitted_test
-    prefix_share = (time.perf_counter() - started) / len(tasks)
+    Xt, prefix_seconds = found
+    prefix_share = prefix_seconds / len(tasks)
 
     # Each candidate fits and scores the final step only.
     records = []
@@ -289,6 +291,76 @@ def _with_shared_prefix(
         )
         records.append(_record(task, candidate, split, out, prefix_share))
     return records
+
+
+def _cached_prefix_output(
+    ctx: SearchContext, params: dict[str, Any], split: int
+) -> tuple[np.ndarray, float] | None:
+    """The prefix's output from the machine's cache, else fitted and stored.
+
+    The seconds returned are those this process spent, and only those: on a
+    hit, reading the entry. The process that fitted the prefix records its fit
+    time in its own tasks, so summed over the search every fit is counted
+    once, as the work the machine did, and neither the waiting for another
+    process's fit nor the writing of an entry is called fitting.
+    """
+    final_step = ctx.estimator.steps[-1][0]
+    name = prefixes.key(ctx.fingerprint, planning.prefix_key(params, final_step), split)
+    # Claimed, so that a process reaching the same unit meanwhile waits for
+    # this fit instead of doing it a second time.
+    with prefixes.claimed(name):
+        started = time.perf_counter()
+        Xt = prefixes.load(name)
+        # A hit records the read alone: the fit is in the fitter's records.
+        if Xt is not None:
+            return Xt, time.perf_counter() - started
+        found = _timed_prefix_output(ctx, params, split)
+        if found is not None:
+            prefixes.store(name, found[0])
+        return found
+
+
+def _timed_prefix_output(
+    ctx: SearchContext, params: dict[str, Any], split: int
+) -> tuple[np.ndarray, float] | None:
+    """The prefix fitted here, and the seconds that took."""
+    started = time.perf_counter()
+    Xt = _prefix_output(ctx, params, split)
+    return None if Xt is None else (Xt, time.perf_counter() - started)
+
+
+def _prefix_output(
+    ctx: SearchContext, params: dict[str, Any], split: int
+) -> np.ndarray | None:
+    """The prefix's output for every row, fitted on ``split``'s training rows.
+
+    Rows in neither the training nor the test rows of the split stay zero; the
+    final step never sees them. None when the prefix fails or its output is
+    not a dense array.
+    """
+    pipeline: Pipeline = ctx.estimator
+    marker = pipeline.steps[-1][0] + "__"
+    train, test = ctx.splits[split]
+
+    # The prefix, as Pipeline.fit would fit it for any candidate of the unit.
+    prefix = Pipeline(clone(pipeline).steps[:-1])
+    try:
+        prefix.set_params(
+            **{k: v for k, v in params.items() if not k.startswith(marker)}
+        )
+        X_train = _safe_indexing(ctx.data.X, train)
+        y_train = _safe_indexing(ctx.data.y, train)
+        fitted_train = prefix.fit_transform(X_train, y_train)
+        fitted_test = prefix.transform(_safe_indexing(ctx.data.X, test))
+    except Exception:
+        return None
+    if not (
+        isinstance(fitted_train, np.ndarray) and isinstance(fitted_test, np.ndarray)
+    ):
+        return None
+    Xt = np.zeros((ctx.data.n_samples, *fitted_train.shape[1:]), fitted_train.dtype)
+    Xt[train], Xt[test] = fitted_train, fitted_test
+    return Xt
 
 
 def _record(
@@ -331,12 +403,17 @@ def _run_forked(
     threads = max(1, parallel.cpus() // len(slices))
     _forked = (ctx, shard)
     try:
+        # Slices are cut by count, so a unit can span two of them: the workers
+        # inherit one cache and fit its prefix once between them.
         fork = multiprocessing.get_context("fork")
-        with fork.Pool(
-            len(slices),
-            initializer=parallel.forked_worker,
-            initargs=(threads, os.getpid()),
-        ) as pool:
+        with (
+            prefixes.shared(),
+            fork.Pool(
+                len(slices),
+                initializer=parallel.forked_worker,
+                initargs=(threads, os.getpid()),
+            ) as pool,
+        ):
             parts = pool.map(_run_slice, slices, chunksize=1)
     finally:
         _forked = None

@@ -15,7 +15,7 @@ import queue
 from collections.abc import Callable
 from typing import Any
 
-from kubegrid import execution, parallel
+from kubegrid import execution, parallel, prefixes
 from kubegrid.context import SearchContext
 
 logger = logging.getLogger(__name__)
@@ -66,22 +66,30 @@ def _run_shards(
             if on_progress:
                 on_progress(done, total)
 
-        for shard in shards:
-            execution.run_shard(ctx, shard, bump)
+        # Shards run one after another here: a unit cut between two is
+        # fitted at the end of the first and read back at the start of the
+        # next. The cache holds only such units, so it costs next to nothing.
+        with prefixes.shared():
+            for shard in shards:
+                execution.run_shard(ctx, shard, bump)
         return
 
-    # Fork workers from this process so they inherit the loaded data. Two
-    # levels of parallelism must not multiply: each worker gets its share of
-    # the cores for BLAS and OpenMP.
+    # Fork workers from this process so they inherit the loaded data and the
+    # cache of prefixes, through which a unit cut between two shards is fitted
+    # once. Two levels of parallelism must not multiply: each worker gets its
+    # share of the cores for BLAS and OpenMP.
     fork = multiprocessing.get_context("fork")
     _context, _events = ctx, fork.SimpleQueue()
     threads = max(1, parallel.cpus() // workers)
     try:
-        with fork.Pool(
-            workers,
-            initializer=parallel.forked_worker,
-            initargs=(threads, os.getpid()),
-        ) as pool:
+        with (
+            prefixes.shared(),
+            fork.Pool(
+                workers,
+                initializer=parallel.forked_worker,
+                initargs=(threads, os.getpid()),
+            ) as pool,
+        ):
             pending = pool.map_async(_run_one, shards, chunksize=1)
             _load_reduce_stage()
             done = 0

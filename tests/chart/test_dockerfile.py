@@ -160,7 +160,7 @@ def test_documented_commands_exist_in_the_image():
     commands = _documented_commands()
     assert {c[0] for c in commands} == {"kopf", "kubegrid"}
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["kubegrid"] == "kubegrid.cli:main"
+    assert scripts["kubegrid"] == "kubegrid.cli:entry"
     assert importlib.metadata.entry_points(group="console_scripts", name="kopf")
     for command in commands:
         if command[0] == "kubegrid":
