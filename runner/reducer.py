@@ -103,8 +103,7 @@ def reduce(ctx: SearchContext) -> dict[str, Any]:
     # one is about to replace; withdraw it until they are all written again,
     # and drop optional artifacts an earlier search wrote but this one may not.
     store.delete(results.SUMMARY)
-    for key in results.optional_artifacts():
-        store.delete(key)
+    store.delete_many(results.optional_artifacts())
     table = cv_results(ctx, out)
     table.update(_extra_columns(ctx, records))
     best = best_index(ctx, table)

@@ -26,7 +26,7 @@ import stat
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, TypeVar
@@ -96,6 +96,7 @@ class Store(Protocol):
     def exists(self, key: str) -> bool: ...
     def list(self, prefix: str) -> list[str]: ...
     def delete(self, key: str) -> None: ...
+    def delete_many(self, keys: Sequence[str]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -211,6 +212,10 @@ class LocalStore:
 
     def delete(self, key: str) -> None:
         (self.root / key).unlink(missing_ok=True)
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            self.delete(key)
 
 
 # Errors that say a local path cannot work as given; retrying never helps.
@@ -356,6 +361,29 @@ class S3Store:
         except Exception as exc:
             raise _translate(exc, self._where(key)) from None
 
+    def delete_many(self, keys: Sequence[str]) -> None:
+        """Delete ``keys`` (missing ones too) in one request per thousand.
+
+        Not atomic: on an error some keys may be gone and others not, so a
+        caller that needs an order deletes the first key on its own.
+        """
+        for start in range(0, len(keys), _DELETE_BATCH):
+            batch = keys[start : start + _DELETE_BATCH]
+            objects = [{"Key": self._key(key)} for key in batch]
+            try:
+                answer = self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True}
+                )
+            except Exception as exc:
+                raise _translate(exc, self._where(batch[0])) from None
+            # A batch answers 200 and lists the keys it could not delete.
+            for error in answer.get("Errors") or []:
+                key = str(error.get("Key", ""))[len(self.prefix) :]
+                raise _translate_answer({"Error": error}, self._where(key)) from None
+
+
+# The most keys one DeleteObjects request may name.
+_DELETE_BATCH = 1000
 
 _clients: dict[Location, Any] = {}
 

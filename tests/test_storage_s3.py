@@ -346,3 +346,46 @@ def test_misconfigured_storage_is_a_user_error(s3: Any, tmp_path: Path) -> None:
         assert done.returncode == EXIT_USER_ERROR, (case, done.stderr)
         assert expected in done.stderr, case
         assert "Traceback" not in done.stderr, case
+
+
+def test_delete_many_removes_present_and_absent_keys_in_one_request(
+    s3: Any, faulty_s3: FaultyS3Proxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keys that exist go, keys that do not are no error, and the store is
+    asked once (DeleteObjects), not once per key."""
+    for name, value in s3.env.items():
+        monkeypatch.setenv(name, value)
+    store = storage.open_store(
+        f"s3://{s3.bucket}/batch", storage.Location(faulty_s3.url)
+    )
+    for key in ("a", "b", "keep"):
+        store.write(key, key.encode())
+
+    store.delete_many(["a", "b", "never-written"])
+
+    assert store.list("") == ["keep"]
+    assert len(faulty_s3.requests(r"\?delete", method="POST")) == 1
+
+
+def test_delete_many_refused_is_a_user_error_naming_the_uri(
+    s3: Any, faulty_s3: FaultyS3Proxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in s3.env.items():
+        monkeypatch.setenv(name, value)
+    store = storage.open_store(
+        f"s3://{s3.bucket}/batch", storage.Location(faulty_s3.url)
+    )
+    faulty_s3.inject(1, "denied", method="POST", path=r"\?delete")
+
+    with pytest.raises(storage.StorageAccessError, match="AccessDenied") as caught:
+        store.delete_many(["a"])
+
+    assert f"s3://{s3.bucket}/batch/a" in str(caught.value)
+
+
+def test_local_delete_many(tmp_path: Path) -> None:
+    store = storage.open_store(str(tmp_path))
+    store.write("a", b"1")
+    store.write("keep", b"2")
+    store.delete_many(["a", "missing"])
+    assert store.list("") == ["keep"]
