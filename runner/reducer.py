@@ -108,13 +108,13 @@ def reduce(ctx: SearchContext) -> dict[str, Any]:
     table.update(_extra_columns(ctx, records))
     best = best_index(ctx, table)
 
-    # Artifacts first, the summary last: a reader who finds summary.json
-    # finds everything it points to.
-    results.write_cv_results(store, table)
     summary = _summary(ctx, table, best, records)
 
-    # The search's figures need only the table: they are drawn meanwhile.
+    # The search's figures need only the table: they are drawn meanwhile,
+    # starting before anything is written. Artifacts go first, the summary
+    # last: a reader who finds summary.json finds everything it points to.
     with report.drawing(table, summary) as search_figures:
+        results.write_cv_results(store, table)
         model = None
         if best is not None and ctx.spec.refit:
             threads = _refit_threads(
