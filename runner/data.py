@@ -115,6 +115,10 @@ def split_columns(frame: pd.DataFrame, dataset: specs.Dataset, checksum: str) ->
         features = [c for c in columns if c not in (dataset.target, dataset.groups)]
     if not features:
         raise DataError("spec.dataset.features", "no feature columns are left")
+    if frame.empty:
+        raise DataError(
+            "spec.dataset.uri", "the dataset has a header but no rows; check the file"
+        )
 
     y = frame[dataset.target]
     if y.isna().any():
@@ -161,6 +165,38 @@ def check_fits_estimator(data: Data, estimator: BaseEstimator) -> None:
             f"{_first_step(estimator)} needs numbers: drop it from dataset.features "
             "or encode it in a pipeline (a ColumnTransformer with a OneHotEncoder)",
         )
+
+
+def check_missing_values(data: Data, estimator: BaseEstimator) -> None:
+    """Reject missing feature values when what meets them first refuses NaN.
+
+    Every fit would fail on them, each with a traceback, and the refit after
+    them; an estimator or first pipeline step that takes NaN (an imputer,
+    HistGradientBoosting, a scaler passing them on) is left to run, since
+    only a fit can tell whether a later step copes.
+    """
+    first = estimator.steps[0][1] if isinstance(estimator, Pipeline) else estimator
+    if _allows_nan(first):
+        return
+    missing = data.X.isna()
+    counts = missing.sum()
+    if not counts.any():
+        return
+    column = str(counts[counts > 0].index[0])
+    rows = np.flatnonzero(missing[column].to_numpy())[:5].tolist()
+    raise DataError(
+        "spec.dataset.features",
+        f"column {column!r} has {int(counts[column])} missing values (first rows: "
+        f"{rows}); {_first_step(estimator)} cannot take them: drop or fill those "
+        "rows, or start a pipeline with a sklearn.impute.SimpleImputer",
+    )
+
+
+def _allows_nan(estimator: BaseEstimator) -> bool:
+    try:
+        return bool(estimator.__sklearn_tags__().input_tags.allow_nan)
+    except AttributeError:  # not a scikit-learn estimator: let a fit decide
+        return True
 
 
 def _first_step(estimator: BaseEstimator) -> str:

@@ -225,6 +225,7 @@ _PERMANENT_ERRNOS = {
     errno.ENOENT,
     errno.ENOTDIR,
     errno.EISDIR,
+    errno.EEXIST,
     errno.EROFS,
 }
 

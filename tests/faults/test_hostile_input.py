@@ -247,6 +247,78 @@ def test_data_mistake_is_named_before_any_fit(
     assert not (tmp_path / "out").exists()
 
 
+def with_a_missing_feature(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.copy()
+    frame.loc[[3, 41], "petal width (cm)"] = np.nan
+    return frame
+
+
+def with_no_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.iloc[:0]
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "hints"),
+    [
+        pytest.param(
+            with_a_missing_feature,
+            "spec.dataset.features",
+            ("'petal width (cm)'", "2 missing values", "[3, 41]", "SVC", "Imputer"),
+            id="nan-in-a-feature",
+        ),
+        pytest.param(
+            with_no_rows,
+            "spec.dataset.uri",
+            ("header but no rows",),
+            id="header-only-csv",
+        ),
+    ],
+)
+def test_data_mistake_of_a_plain_estimator_is_named_before_any_fit(
+    data: Any,
+    field: str,
+    hints: tuple[str, ...],
+    tmp_path: pathlib.Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An SVC on its own (no scaler first to pass NaN on): ``kubegrid run``
+    exits 2 naming the column or the file, with no traceback and nothing
+    written."""
+    document = base_manifest(tmp_path, data=data)
+    document["spec"]["estimator"] = {"class": "sklearn.svm.SVC"}
+    document["spec"]["paramGrid"] = {"C": [0.1, 1.0]}
+    path = write_manifest(tmp_path, document)
+
+    code = cli.main(["run", str(path), "--quiet", "--workers", "1"])
+
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert err.startswith(f"error: {field}: "), err
+    for hint in hints:
+        assert hint in err, f"{hint!r} not in {err!r}"
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_output_path_that_is_a_file_is_a_user_error(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not a transient failure (exit 75) that a Job would retry: exit 2,
+    naming spec.output.uri."""
+    document = base_manifest(tmp_path)
+    taken = tmp_path / "taken.csv"
+    taken.write_text("a file, not a folder\n")
+    document["spec"]["output"]["uri"] = str(taken)
+    path = write_manifest(tmp_path, document)
+
+    code = cli.main(["run", str(path), "--quiet", "--workers", "1"])
+
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("error: spec.output.uri: "), err
+    assert "Traceback" not in err
+
+
 def with_a_class_of_one(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([frame, frame.iloc[[0]].assign(target=7)], ignore_index=True)
 
