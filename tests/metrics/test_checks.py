@@ -224,9 +224,11 @@ def test_bad_argument_value_is_found_by_a_dry_run(tmp_path: pathlib.Path) -> Non
     assert caught.value.field == "spec.scoring.m.kwargs"
 
 
-def test_example_manifest_validates() -> None:
+def test_example_manifest_validates(capsys: pytest.CaptureFixture[str]) -> None:
     example = pathlib.Path(__file__).parents[2] / "examples/breast-cancer-cost.yaml"
     assert cli.main(["validate", str(example)]) == 0
+    # Without --data the dataset is not read, and the answer says so.
+    assert "add --data to check the dataset" in capsys.readouterr().out
     estimators.check_statically(specs.load(example).spec)
 
 
