@@ -86,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
         description="scikit-learn model selection, sharded over Kubernetes Jobs "
         "or run locally.",
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0)
+    parser.add_argument("-v", "--verbose", action="count", default=0, help=_VERBOSE)
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run a whole search on this machine")
@@ -153,7 +153,16 @@ def _parser() -> argparse.ArgumentParser:
     from kubegrid import cluster
 
     cluster.add_commands(commands)
+
+    # -v may also follow the command (kubegrid run -v FILE), as users type it.
+    for command in commands.choices.values():
+        command.add_argument(
+            "-v", "--verbose", action="count", default=argparse.SUPPRESS, help=_VERBOSE
+        )
     return parser
+
+
+_VERBOSE = "log progress (-v) or everything, libraries included (-vv)"
 
 
 def _positive(text: str) -> int:
