@@ -234,7 +234,20 @@ def test_data_mistake_is_named_before_any_fit(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """``kubegrid run`` exits 2 naming the column, and writes nothing."""
-    path = write_manifest(tmp_path, base_manifest(tmp_path, data=data))
+    document = base_manifest(tmp_path, data=data)
+    assert_refused_before_any_fit(document, field, hints, tmp_path, capsys)
+
+
+def assert_refused_before_any_fit(
+    document: dict[str, Any],
+    field: str,
+    hints: tuple[str, ...],
+    tmp_path: pathlib.Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``kubegrid run`` exits 2 with ``error: <field>: ...`` and every hint, no
+    traceback, and nothing written to the output."""
+    path = write_manifest(tmp_path, document)
 
     code = cli.main(["run", str(path), "--quiet", "--workers", "1"])
 
@@ -287,17 +300,7 @@ def test_data_mistake_of_a_plain_estimator_is_named_before_any_fit(
     document = base_manifest(tmp_path, data=data)
     document["spec"]["estimator"] = {"class": "sklearn.svm.SVC"}
     document["spec"]["paramGrid"] = {"C": [0.1, 1.0]}
-    path = write_manifest(tmp_path, document)
-
-    code = cli.main(["run", str(path), "--quiet", "--workers", "1"])
-
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert "Traceback" not in err
-    assert err.startswith(f"error: {field}: "), err
-    for hint in hints:
-        assert hint in err, f"{hint!r} not in {err!r}"
-    assert not (tmp_path / "out").exists()
+    assert_refused_before_any_fit(document, field, hints, tmp_path, capsys)
 
 
 def test_an_output_path_that_is_a_file_is_a_user_error(
