@@ -161,9 +161,11 @@ def _evaluate(ctx: SearchContext, todo: list[int]) -> Iterator[partials.Record]:
     scorers = ctx.scorers()
     plan = ctx.plan
     final_step = _shareable_final_step(ctx)
-    unit_sizes = collections.Counter(
-        planning.prefix_key(params, final_step) for params in plan.candidates
-    )
+    # How many tasks each (prefix, split) unit has in the whole plan: only
+    # wanted to tell a divided unit, which only a machine's cache can share.
+    unit_sizes: collections.Counter[planning.PrefixKey] = collections.Counter()
+    if final_step is not None and prefixes.active():
+        unit_sizes.update(planning.prefix_key(p, final_step) for p in plan.candidates)
 
     def group_key(task: int) -> tuple[planning.PrefixKey, int]:
         candidate, split = divmod(task, plan.n_splits)
@@ -174,7 +176,7 @@ def _evaluate(ctx: SearchContext, todo: list[int]) -> Iterator[partials.Record]:
         # A unit with tasks outside this run goes through the machine's cache,
         # even for one task: another process may have stored its prefix, or
         # will want the one fitted here.
-        divided = len(tasks) < unit_sizes[prefix] and prefixes.active()
+        divided = len(tasks) < unit_sizes[prefix]
         if final_step is not None and (len(tasks) > 1 or divided):
             shared = _with_shared_prefix(ctx, tasks, scorers, divided)
             if shared is not None:
