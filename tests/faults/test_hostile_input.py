@@ -189,7 +189,11 @@ def test_manifest_mistake_is_named_by_validate(
 
     code = cli.main(["validate", str(path)])
 
-    err = capsys.readouterr().err
+    assert_named(code, capsys.readouterr().err, field, hints)
+
+
+def assert_named(code: int, err: str, field: str, hints: tuple[str, ...]) -> None:
+    """Exit 2 with ``error: <field>: ...``, every hint, and no traceback."""
     assert code == 2, err
     assert "Traceback" not in err
     assert err.startswith(f"error: {field}: "), err
@@ -251,12 +255,7 @@ def assert_refused_before_any_fit(
 
     code = cli.main(["run", str(path), "--quiet", "--workers", "1"])
 
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert "Traceback" not in err
-    assert err.startswith(f"error: {field}: "), err
-    for hint in hints:
-        assert hint in err, f"{hint!r} not in {err!r}"
+    assert_named(code, capsys.readouterr().err, field, hints)
     assert not (tmp_path / "out").exists()
 
 

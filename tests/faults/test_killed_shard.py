@@ -18,6 +18,7 @@ from sklearn.svm import SVC
 
 from kubegrid import cli, partials
 from tests.engine.searches import (
+    Dataset,
     assert_same_search,
     manifest,
     read_outcome,
@@ -38,6 +39,23 @@ GRID = {"C": [0.5, 1.0, 5.0, 10.0], "gamma": [0.0005, 0.001]}
 N_TASKS = 24
 
 
+def digits_search(
+    folder: pathlib.Path, shards: int
+) -> tuple[Dataset, pathlib.Path, str]:
+    """An SVC search of GRID on digits, 3 folds: its data, output and manifest."""
+    data = write_dataset(folder, "digits")
+    output = folder / "out"
+    document = manifest(
+        data,
+        output,
+        estimator={"class": "sklearn.svm.SVC"},
+        param_grid=GRID,
+        cv=3,
+        sharding={"shards": shards},
+    )
+    return data, output, str(write_manifest(folder, document))
+
+
 def checkpointed(output: pathlib.Path) -> dict[int, partials.Record]:
     """Records of every checkpoint chunk left under ``output``, by task."""
     records: dict[int, partials.Record] = {}
@@ -54,17 +72,7 @@ def test_killed_shard_is_resumed_without_redoing_checkpointed_tasks(
     checkpointed tasks as skipped (run + skipped = all tasks), publishes them
     unchanged (same fit times: not fitted again), and the reduced results
     equal GridSearchCV's."""
-    data = write_dataset(tmp_path, "digits")
-    output = tmp_path / "out"
-    document = manifest(
-        data,
-        output,
-        estimator={"class": "sklearn.svm.SVC"},
-        param_grid=GRID,
-        cv=3,
-        sharding={"shards": 1},
-    )
-    path = str(write_manifest(tmp_path, document))
+    data, output, path = digits_search(tmp_path, shards=1)
     argv = ("run-shard", path, "--index", "0", "--shards", "1", "--workers", "1")
 
     pod = start(*argv, env={"KUBEGRID_CHECKPOINT_SECONDS": "0"}, log=tmp_path / "log")
@@ -123,17 +131,7 @@ def test_killed_local_run_takes_its_workers_with_it(tmp_path: pathlib.Path) -> N
     """SIGKILL a two-worker ``kubegrid run``: no forked worker lives on
     (each would wait forever on a pipe its sibling holds open), and running
     it again finishes the search with GridSearchCV's numbers."""
-    data = write_dataset(tmp_path, "digits")
-    output = tmp_path / "out"
-    document = manifest(
-        data,
-        output,
-        estimator={"class": "sklearn.svm.SVC"},
-        param_grid=GRID,
-        cv=3,
-        sharding={"shards": 4},
-    )
-    path = str(write_manifest(tmp_path, document))
+    data, output, path = digits_search(tmp_path, shards=4)
 
     run = start(
         "run",
