@@ -147,3 +147,25 @@ def test_a_figure_failing_in_its_process_reaches_the_caller(
         pytest.raises(RuntimeError, match="no figure today"),
     ):
         wait()
+
+
+def test_a_log_axis_of_grid_values_is_labelled_at_those_values() -> None:
+    """A few log-spaced values are the ticks, in plain numbers, no minor ticks;
+    many values get plain labels too, never mathtext."""
+    few = [0.1, 1.0, 10.0, 1000.0]
+    many = [10.0**k for k in range(-8, 9)]
+    fig = report._figure(6.0, 4.0)
+    left, right = fig.subplots(1, 2)
+    report._log_x(left, few)
+    report._log_x(right, many)
+    left.plot(few, [1, 2, 3, 4])
+    right.plot(many, range(len(many)))
+    fig.savefig(io.BytesIO(), format="png")
+
+    assert left.get_xscale() == right.get_xscale() == "log"
+    assert list(left.get_xticks()) == few
+    assert [t.get_text() for t in left.get_xticklabels()] == ["0.1", "1", "10", "1000"]
+    for ax in (left, right):
+        assert len(ax.xaxis.get_minorticklocs()) == 0
+        labels = [t.get_text() for t in ax.get_xticklabels()]
+        assert any(labels) and not any("$" in text for text in labels)
