@@ -410,6 +410,7 @@ def _run_forked(
         fork = multiprocessing.get_context("fork")
         with (
             prefixes.shared(),
+            parallel.frozen_heap(),
             fork.Pool(
                 len(slices),
                 initializer=parallel.forked_worker,

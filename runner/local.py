@@ -84,6 +84,7 @@ def _run_shards(
     try:
         with (
             prefixes.shared(),
+            parallel.frozen_heap(),
             fork.Pool(
                 workers,
                 initializer=parallel.forked_worker,

@@ -17,6 +17,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+# pandas imports Arrow's Parquet module at the first to_parquet; a local run
+# imports this module while its workers fit, so that cost is paid then.
+import pyarrow.parquet
+
 from kubegrid.storage import Store
 
 CV_RESULTS_PARQUET = "cv_results.parquet"

@@ -7,6 +7,8 @@ affinity); worker processes share it out and BLAS/OpenMP get the rest.
 
 from __future__ import annotations
 
+import gc
+import multiprocessing
 import pathlib
 
 import numpy as np
@@ -40,3 +42,19 @@ def test_fits_get_the_cpus_their_worker_leaves_and_say_so(
     assert np.all(np.asarray(table["n_threads"]) == expected)
     assert summary["threads"]["fit"] == expected
     assert 1 <= summary["threads"]["refit"] <= parallel.cpus()
+
+
+def _frozen_objects(_: int) -> int:
+    return gc.get_freeze_count()
+
+
+def test_processes_forked_in_a_frozen_heap_leave_inherited_objects_alone() -> None:
+    """Inside the block the parent's objects are frozen, in the forked children
+    too (their collections skip them); after it, nothing stays frozen."""
+    assert gc.get_freeze_count() == 0
+    with parallel.frozen_heap():
+        assert gc.get_freeze_count() > 1000
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            counts = pool.map(_frozen_objects, range(2))
+    assert min(counts) > 1000
+    assert gc.get_freeze_count() == 0
