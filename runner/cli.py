@@ -11,6 +11,7 @@ Subcommands::
     kubegrid submit FILE           create or apply the GridSearch in the kube context
     kubegrid status NAME [--wait]  phase, progress, ETA, best so far
     kubegrid results NAME [--top N] summary and top candidates from the output URI
+    kubegrid --version             the installed version
 
 Exit codes follow :mod:`kubegrid.errors`: 2 for a user's mistake (no
 traceback, the message names the field), 75 for a transient failure worth a
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -87,6 +89,9 @@ def _parser() -> argparse.ArgumentParser:
         "or run locally.",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help=_VERBOSE)
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {_installed_version()}"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run a whole search on this machine")
@@ -163,6 +168,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 _VERBOSE = "log progress (-v) or everything, libraries included (-vv)"
+
+
+def _installed_version() -> str:
+    """The version of the installed distribution, as pip reports it."""
+    # Asked of the installed metadata rather than written here, so that it can
+    # never drift from pyproject.toml.
+    try:
+        return importlib.metadata.version("kubegrid")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed)"
 
 
 def _positive(text: str) -> int:
