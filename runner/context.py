@@ -107,6 +107,8 @@ def check_without_data(
     estimator = estimators.build(spec.estimator)
     estimators.check_grid_names(estimator, spec.param_grid)
     candidate_params = planning.candidates(spec)
+    drawn = candidate_params if spec.search.type == "random" else None
+    estimators.check_grid_values(estimator, spec.param_grid, drawn)
     holdout.check_statically(spec)
     metrics.check_estimator(spec.scoring, estimator, candidate_params)
     holdout.check_estimator(spec, estimator)

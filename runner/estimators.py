@@ -17,13 +17,18 @@ import importlib
 import inspect
 import logging
 import pkgutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from pydantic.alias_generators import to_camel
 from sklearn.base import BaseEstimator, is_classifier
 from sklearn.model_selection import check_cv
 from sklearn.pipeline import Pipeline
+from sklearn.utils._param_validation import (
+    InvalidParameterError,
+    Options,
+    validate_parameter_constraints,
+)
 
 from kubegrid import holdout, metrics
 from kubegrid import spec as specs
@@ -147,6 +152,90 @@ def check_grid_names(
         for name in one:
             if name not in valid:
                 raise SpecError(f"{prefix}.{name}", _unknown_param(owner, name, valid))
+
+
+def check_grid_values(
+    estimator: BaseEstimator,
+    grid: dict[str, Any] | list[dict[str, Any]],
+    drawn: list[dict[str, Any]] | None = None,
+) -> None:
+    """Every listed grid value must be one its estimator's own checks accept.
+
+    scikit-learn checks a parameter's type and range only when ``fit`` starts,
+    so a misspelt value would otherwise fail every fit of its candidates. The
+    same constraints (each estimator's ``_parameter_constraints``) are asked
+    here, without fitting anything. A grid search fits every listed value; for
+    a random search, ``drawn`` are the candidates it samples, and only values
+    among the first few hundred are checked. Values drawn from a distribution
+    are left alone, and so are estimators that declare no constraints.
+    Raises SpecError naming ``spec.paramGrid.<name>`` and scikit-learn's rule.
+    """
+    owners = {"": estimator, **estimator.get_params(deep=True)}
+    for field, name, value in _listed_values(grid, drawn):
+        prefix, _, param = name.rpartition("__")
+        _check_value(owners.get(prefix), param, value, field)
+
+
+# Enough candidates of a random search to meet each listed value in all but
+# contrived grids, few enough that walking them takes milliseconds.
+_DRAWN_TO_CHECK = 500
+
+
+def _listed_values(
+    grid: dict[str, Any] | list[dict[str, Any]], drawn: list[dict[str, Any]] | None
+) -> Iterator[tuple[str, str, Any]]:
+    """(field, name, value) for each distinct value a list in the grid gives."""
+    # Values are told apart by repr, as cv_results does: 1, 1.0 and True differ.
+    used = None
+    if drawn is not None:
+        used = {(k, repr(v)) for c in drawn[:_DRAWN_TO_CHECK] for k, v in c.items()}
+    seen: set[tuple[str, str]] = set()
+    grids = grid if isinstance(grid, list) else [grid]
+    for i, one in enumerate(grids):
+        prefix = f"spec.paramGrid[{i}]" if isinstance(grid, list) else "spec.paramGrid"
+        for name, values in one.items():
+            if not isinstance(values, list):
+                continue  # a distribution: scipy draws the values
+            for value in values:
+                key = (name, repr(value))
+                if key not in seen and (used is None or key in used):
+                    seen.add(key)
+                    yield f"{prefix}.{name}", name, value
+
+
+def _check_value(owner: Any, param: str, value: Any, field: str) -> None:
+    """Check one value against the constraints its owner declares for it.
+
+    Only this parameter's constraints are asked, not the whole of
+    ``_validate_params()``: a bad fixed parameter would otherwise be blamed
+    on the grid value, and stop the check before it reached this one.
+    """
+    constraints = getattr(owner, "_parameter_constraints", None)
+    if not isinstance(constraints, dict) or param not in constraints:
+        return
+    owner_name = type(owner).__name__
+    try:
+        validate_parameter_constraints(
+            {param: constraints[param]}, {param: value}, caller_name=owner_name
+        )
+    except InvalidParameterError as exc:
+        hint = _option_hint(constraints[param], value)
+        raise SpecError(field, f"{exc}{hint}") from None
+
+
+def _option_hint(constraints: Any, value: Any) -> str:
+    """A sentence naming the option a misspelt string value is closest to."""
+    if not isinstance(value, str) or not isinstance(constraints, list):
+        return ""
+    options = [
+        option
+        for constraint in constraints
+        if isinstance(constraint, Options)
+        for option in constraint.options
+        if isinstance(option, str) and option not in constraint.deprecated
+    ]
+    close = difflib.get_close_matches(value, sorted(options), n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 def check_scoring(scoring: metrics.Scoring) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -579,6 +580,10 @@ def _spec_error(exc: ValidationError) -> SpecError:
         if not (e["type"] == "missing" and field in suggested)
     ] or errors
 
+    # A value that fits no member of a union is refused once per member, each
+    # refusal naming one shape; one line saying what the field takes is clearer.
+    errors = _merge_union_mismatches(errors)
+
     # SpecError puts the first field in front; the others name their own.
     lines = [f"{field}: {_explain(error)}" for field, error in errors]
     first_field = errors[0][0] if errors else "(manifest)"
@@ -622,6 +627,98 @@ _UNION_TAGS = {
     "literal['nan','raise']",
     "literal['grid','random']",
 }
+
+
+# What each field with several shapes accepts, in the manifest's terms; a "*"
+# stands for one key the user chose (a scorer's name, a resource's).
+_ACCEPTED = {
+    "spec.errorScore": "'raise', 'nan' or a number",
+    "spec.paramGrid": (
+        "a mapping of parameter names to lists of values ({distribution: ...} "
+        "in a random search), or a list of such mappings"
+    ),
+    "spec.paramGrid[*]": "a mapping of parameter names to lists of values",
+    "spec.cv": "a number of folds (2 or more), or a mapping naming a splitter",
+    "spec.scoring": (
+        "a scorer name, a list of scorer names, or a mapping of names to scorers"
+    ),
+    "spec.scoring.*": "a scorer name, or a mapping with 'metric' or 'costMatrix'",
+    "spec.scoring.*.responseMethod": (
+        "'predict', 'predict_proba' or 'decision_function', or a list of them"
+    ),
+    "spec.refit": "true, false, or the name of a scorer",
+    "spec.resources.*.*": "a Kubernetes quantity, such as '500m', '2' or '4Gi'",
+}
+
+# pydantic's error types for a value of the wrong shape, by the shape expected.
+_SHAPES = {
+    "string": "a string",
+    "int": "a whole number",
+    "float": "a number",
+    "bool": "a boolean (true or false)",
+    "list": "a list",
+    "dict": "a mapping",
+    "model": "a mapping",
+    "model_attributes": "a mapping",
+}
+
+
+def _merge_union_mismatches(
+    errors: list[tuple[str, Any]],
+) -> list[tuple[str, Any]]:
+    """One error for each field whose value has none of the shapes it may take.
+
+    A field keeps its errors as they are when any of them is about something
+    other than the value's shape (a number out of range, a missing key).
+    """
+    by_field: dict[str, list[Any]] = {}
+    for field, error in errors:
+        by_field.setdefault(field, []).append(error)
+    merged = []
+    for field, found in by_field.items():
+        accepted = _accepted(field)
+        if all(_is_mismatch(e) for e in found) and (accepted or len(found) > 1):
+            expected = accepted or _join(_shape(e) for e in found)
+            merged.append((field, _mismatch(found[0], expected)))
+        else:
+            merged.extend((field, e) for e in found)
+    return merged
+
+
+def _accepted(field: str) -> str | None:
+    for pattern, accepted in _ACCEPTED.items():
+        if re.fullmatch(re.escape(pattern).replace(r"\*", r"[^.\[]+"), field):
+            return accepted
+    return None
+
+
+def _is_mismatch(error: Any) -> bool:
+    kind = str(error["type"])
+    return kind.endswith(("_type", "_parsing")) or kind == "literal_error"
+
+
+def _shape(error: Any) -> str:
+    kind = str(error["type"])
+    if kind == "literal_error":
+        return str(error.get("ctx", {}).get("expected", "one of the listed values"))
+    shape = _SHAPES.get(kind.rsplit("_", 1)[0])
+    return shape or str(error["msg"]).removeprefix("Input should be ")
+
+
+def _join(items: Iterable[str]) -> str:
+    """'a', 'a or b', 'a, b or c'; each item once."""
+    unique = list(dict.fromkeys(items))
+    return " or ".join([", ".join(unique[:-1]), unique[-1]] if unique[1:] else unique)
+
+
+def _mismatch(error: Any, expected: str) -> dict[str, Any]:
+    """An error in pydantic's form, for :func:`_explain`, saying what is accepted."""
+    return {
+        "type": "shape_mismatch",
+        "loc": error["loc"],
+        "msg": f"expected {expected}",
+        "input": error.get("input"),
+    }
 
 
 def _explain(error: Any) -> str:

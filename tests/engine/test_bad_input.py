@@ -147,6 +147,12 @@ MISTAKES = [
         ("'gama'", "did you mean 'gamma'"),
     ),
     Mistake(
+        "misspelt-parameter-value",
+        spec_edit(paramGrid={"C": [0.1, 1.0], "kernel": ["rbff"]}),
+        "spec.paramGrid.kernel",
+        ("'rbff'", "The 'kernel' parameter of SVC must be", "Did you mean 'rbf'?"),
+    ),
+    Mistake(
         "unknown-pipeline-step-parameter",
         pipeline_edit,
         "spec.paramGrid.svc__gama",

@@ -1,10 +1,13 @@
 """Every fit failing ends the search at once, as a user error that says why.
 
-``C`` must be positive for SVC, so every candidate of ``C: [-1, -2]`` fails
-in fit. scikit-learn records such failures (errorScore: nan) and raises only
-once every fit has failed; kubegrid must end with exit code 2, which the
-operator's podFailurePolicy never retries, and a one-line summary of the fit
-error, never a traceback.
+The SVC here weighs a class iris does not have (``class_weight: {5: 2.0}``),
+which its fit refuses, so every candidate fails in fit. Each parameter is
+valid on its own: a value scikit-learn's parameter checks refuse (a negative
+``C``) is refused before any fit instead, see
+tests/faults/test_hostile_input.py. scikit-learn records such failures
+(errorScore: nan) and raises only once every fit has failed; kubegrid must end
+with exit code 2, which the operator's podFailurePolicy never retries, and a
+one-line summary of the fit error, never a traceback.
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ import pytest
 from kubegrid import cli
 from tests.engine.searches import manifest, write_dataset, write_manifest
 
-BAD_GRID = {"C": [-1.0, -2.0]}
-SVC_SAYS = "The 'C' parameter of SVC must be a float in the range (0.0, inf]"
+GRID = {"C": [1.0, 2.0]}
+SVC_SAYS = "The classes, [0, 1, 2], are not in class_weight"
 
 
 def write_search(folder: pathlib.Path, **spec: object) -> pathlib.Path:
@@ -28,8 +31,8 @@ def write_search(folder: pathlib.Path, **spec: object) -> pathlib.Path:
     document = manifest(
         data,
         folder / "out",
-        estimator={"class": "sklearn.svm.SVC"},
-        param_grid=BAD_GRID,
+        estimator={"class": "sklearn.svm.SVC", "params": {"class_weight": {5: 2.0}}},
+        param_grid=GRID,
         cv=3,
         **({"sharding": {"shards": 1}} | spec),
     )
@@ -104,7 +107,7 @@ def test_error_score_raise_fails_the_shard_at_the_first_fit(
     # With several CPUs the shard's tasks run in parallel workers, so the
     # first failure may be any candidate's; it must still be named in full.
     assert re.search(
-        r"fit failed for candidate [01] \{'C': -[12]\.0\} on split \d", line
+        r"fit failed for candidate [01] \{'C': [12]\.0\} on split \d", line
     )
     assert SVC_SAYS in line and "errorScore is 'raise'" in line
     assert "Traceback" not in err

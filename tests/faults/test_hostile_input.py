@@ -144,6 +144,42 @@ MANIFEST_MISTAKES: list[tuple[str, dict[str, Any], str, tuple[str, ...]]] = [
         "spec.job.backoffLimitPerIndex",
         ("greater than or equal to 0", "got -1"),
     ),
+    (
+        "misspelt-error-score",
+        {"spec.errorScore": "rase"},
+        "spec.errorScore",
+        ("expected 'raise', 'nan' or a number", "got 'rase'"),
+    ),
+    (
+        "null-grid",
+        {"spec.paramGrid": None},
+        "spec.paramGrid",
+        ("a mapping of parameter names to lists of values", "list of such mappings"),
+    ),
+    (
+        "misspelt-option-in-the-grid",
+        {"spec.paramGrid": {"svc__kernel": ["rbf", "rbff"]}},
+        "spec.paramGrid.svc__kernel",
+        ("The 'kernel' parameter of SVC", "Got 'rbff'", "Did you mean 'rbf'?"),
+    ),
+    (
+        "out-of-range-value-in-a-list-of-grids",
+        {"spec.paramGrid": [{"svc__C": [1.0]}, {"svc__C": [0.1, -1.0]}]},
+        "spec.paramGrid[1].svc__C",
+        ("'C' parameter of SVC must be a float in the range (0.0, inf]", "Got -1.0"),
+    ),
+    (
+        "misspelt-option-in-a-random-search",
+        {
+            "spec.search": {"type": "random", "nIter": 4, "randomState": 0},
+            "spec.paramGrid": {
+                "svc__C": {"distribution": "loguniform", "a": 0.01, "b": 10},
+                "svc__kernel": ["lnear"],
+            },
+        },
+        "spec.paramGrid.svc__kernel",
+        ("Got 'lnear'", "Did you mean 'linear'?"),
+    ),
 ]
 
 
@@ -190,6 +226,53 @@ def test_manifest_mistake_is_named_by_validate(
     code = cli.main(["validate", str(path)])
 
     assert_named(code, capsys.readouterr().err, field, hints)
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [
+        ("spec.errorScore", "rase"),
+        ("spec.paramGrid", None),
+        ("spec.cv", None),
+        ("spec.scoring", 5),
+    ],
+)
+def test_a_value_of_none_of_a_fields_shapes_is_named_once(
+    where: str, value: Any, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A field that takes several shapes (a number or a word, a mapping or a
+    list) is named on one line that says what it takes, not once for each
+    shape pydantic tried."""
+    document = base_manifest(tmp_path)
+    put(document, where, value)
+    path = write_manifest(tmp_path, document)
+
+    code = cli.main(["validate", str(path)])
+
+    err = capsys.readouterr().err
+    assert_named(code, err, where, ("expected ", f"(got {value!r})"))
+    assert err.count(where) == 1, err
+    assert len(err.splitlines()) == 1, err
+
+
+def test_values_scikit_learn_accepts_pass_validate(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Grid values of every kind an estimator takes (None, a step replaced by
+    'passthrough', a mapping, an int for a float) pass the value check."""
+    document = base_manifest(tmp_path)
+    document["spec"]["paramGrid"] = {
+        "scale": ["passthrough", None],
+        "svc__C": [1, 0.5],
+        "svc__class_weight": [None, "balanced", {0: 1.0, 1: 2.0, 2: 1.0}],
+        "svc__gamma": ["scale", 0.1],
+    }
+    path = write_manifest(tmp_path, document)
+
+    code = cli.main(["validate", str(path)])
+
+    assert code == 0, capsys.readouterr().err
+    assert capsys.readouterr().out.startswith("ok: 24 candidates")
 
 
 def assert_named(code: int, err: str, field: str, hints: tuple[str, ...]) -> None:

@@ -81,15 +81,19 @@ def test_every_fit_failing_fails_promptly_with_the_fit_error(
     kube: Kube, s3: S3, running: OperatorProcess, job_controller: JobController
 ) -> None:
     spec = one_shard(s3, "badfits")
-    spec["estimator"] = {"class": "sklearn.svm.SVC"}
-    spec["paramGrid"] = {"C": [-1.0, -2.0]}
+    # Valid parameters that every fit refuses: iris has no class 5 to weigh.
+    spec["estimator"] = {
+        "class": "sklearn.svm.SVC",
+        "params": {"class_weight": {"5": 2.0}},
+    }
+    spec["paramGrid"] = {"C": [1.0, 2.0]}
     apply(kube, "badfits", spec)
 
     failed = wait_phase(kube, "badfits", "Failed", "Succeeded", timeout=RUN_TIMEOUT)
     message = failed["status"]["message"]
     assert failed["status"]["phase"] == "Failed"
     assert "all 6 fits failed" in message
-    assert "The 'C' parameter of SVC must be a float" in message
+    assert "The classes, [0, 1, 2], are not in class_weight" in message
     assert job_controller.starts(NS, "badfits-shards") == {0: 1}
     assert job_controller.starts(NS, "badfits-reduce") == {0: 1}
 
