@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
-import importlib.metadata
 import json
 import logging
 import os
@@ -31,7 +30,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from kubegrid import errors
+from kubegrid import errors, storage
 from kubegrid import spec as specs
 
 logger = logging.getLogger(__name__)
@@ -90,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help=_VERBOSE)
     parser.add_argument(
-        "--version", action="version", version=f"%(prog)s {_installed_version()}"
+        "--version", action=_Version, nargs=0, help="print the version and exit"
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -170,14 +169,23 @@ def _parser() -> argparse.ArgumentParser:
 _VERBOSE = "log progress (-v) or everything, libraries included (-vv)"
 
 
-def _installed_version() -> str:
-    """The version of the installed distribution, as pip reports it."""
-    # Asked of the installed metadata rather than written here, so that it can
-    # never drift from pyproject.toml.
-    try:
-        return importlib.metadata.version("kubegrid")
-    except importlib.metadata.PackageNotFoundError:
-        return "(not installed)"
+class _Version(argparse.Action):
+    """``--version``: the installed distribution's version, as pip reports it.
+
+    Asked of the installed metadata rather than written here, so it can never
+    drift from pyproject.toml; and only when asked, since reading it costs
+    every other command's start-up a few hundredths of a second.
+    """
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        import importlib.metadata
+
+        try:
+            version = importlib.metadata.version("kubegrid")
+        except importlib.metadata.PackageNotFoundError:
+            version = "(not installed)"
+        print(f"{parser.prog} {version}")
+        parser.exit()
 
 
 def _positive(text: str) -> int:
@@ -217,11 +225,18 @@ def _load(path: str, output: str | None = None) -> specs.GridSearch:
     return manifest
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    from kubegrid import console, context, local
+def _prefetched(manifest: specs.GridSearch) -> contextlib.AbstractContextManager[None]:
+    """Download the dataset in the background while the caller imports."""
+    spec = manifest.spec
+    return storage.prefetching(spec.dataset.uri, storage.location_of(spec))
 
+
+def _cmd_run(args: argparse.Namespace) -> int:
     manifest = _load(args.file, args.output)
-    ctx = context.prepare(manifest)
+    with _prefetched(manifest):
+        from kubegrid import console, context, local
+
+        ctx = context.prepare(manifest)
     ctx.check_output()
     for note in ctx.warnings:
         console.warn(note)
@@ -246,10 +261,12 @@ def _shard_index(given: int | None) -> int:
 
 
 def _cmd_run_shard(args: argparse.Namespace) -> int:
-    from kubegrid import context, execution, parallel
-
     index = _shard_index(args.index)
-    ctx = context.prepare(_load(args.file), n_shards=args.shards)
+    manifest = _load(args.file)
+    with _prefetched(manifest):
+        from kubegrid import context, execution, parallel
+
+        ctx = context.prepare(manifest, n_shards=args.shards)
     ctx.check_output()
     n_tasks = len(ctx.plan.task_ids(index))
     budget = parallel.budget(n_tasks, ctx.estimator_jobs())
@@ -263,9 +280,11 @@ def _cmd_run_shard(args: argparse.Namespace) -> int:
 
 
 def _cmd_reduce(args: argparse.Namespace) -> int:
-    from kubegrid import context, execution, reducer
+    manifest = _load(args.file)
+    with _prefetched(manifest):
+        from kubegrid import context, execution, reducer
 
-    ctx = context.prepare(_load(args.file), n_shards=args.shards)
+        ctx = context.prepare(manifest, n_shards=args.shards)
 
     # No shard pod runs again once the reducer starts, so shards whose
     # partials were lost or altered are recomputed here, in this pod.
@@ -317,13 +336,13 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from kubegrid import data, report, results, storage
+    from kubegrid import report, results
 
     # A manifest says where its output is and how to reach it; otherwise the
     # source is that output location itself.
     if args.source.endswith((".yaml", ".yml")) and os.path.isfile(args.source):
         spec = _load(args.source).spec
-        output, location = spec.output.uri, data.location_of(spec)
+        output, location = spec.output.uri, storage.location_of(spec)
     else:
         output, location = args.source, storage.Location(args.endpoint_url)
     store = storage.open_store(output, location)

@@ -46,7 +46,7 @@ class SearchContext:
         return self.manifest.spec
 
     def output(self) -> storage.Store:
-        return storage.open_store(self.spec.output.uri, datasets.location_of(self.spec))
+        return storage.open_store(self.spec.output.uri, storage.location_of(self.spec))
 
     def check_output(self) -> None:
         """Fail before any fit if results could not be written where asked."""

@@ -51,10 +51,6 @@ class Data:
         return len(self.X)
 
 
-def location_of(spec: specs.GridSearchSpec) -> storage.Location:
-    return storage.Location(spec.storage.endpoint_url, spec.storage.region)
-
-
 def read_frame(
     uri: str, fmt: str, location: storage.Location
 ) -> tuple[pd.DataFrame, str]:
@@ -96,7 +92,7 @@ def load(spec: specs.GridSearchSpec) -> Data:
     """Read the dataset and cut it into X, y and groups, checking the columns."""
     dataset = spec.dataset
     frame, checksum = read_frame(
-        dataset.uri, dataset.resolved_format, location_of(spec)
+        dataset.uri, dataset.resolved_format, storage.location_of(spec)
     )
     return split_columns(frame, dataset, checksum)
 

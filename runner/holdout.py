@@ -33,7 +33,7 @@ from sklearn.metrics import (
 from sklearn.model_selection import TunedThresholdClassifierCV, train_test_split
 
 from kubegrid import data as datasets
-from kubegrid import metrics
+from kubegrid import metrics, storage
 from kubegrid import spec as specs
 from kubegrid.errors import DataError, SpecError
 
@@ -153,7 +153,7 @@ def _read(spec: specs.GridSearchSpec, uri: str, checksum: str) -> datasets.Data:
     fmt = specs.Dataset(uri=uri, target=spec.dataset.target).resolved_format
     field = "spec.dataset.holdout.uri"
     try:
-        frame, _ = datasets.read_frame(uri, fmt, datasets.location_of(spec))
+        frame, _ = datasets.read_frame(uri, fmt, storage.location_of(spec))
         return datasets.split_columns(frame, spec.dataset, checksum)
     except DataError as exc:
         raise DataError(field, f"the holdout dataset: {exc.message}") from None

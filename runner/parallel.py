@@ -105,6 +105,11 @@ def forked_worker(threads: int, parent: int) -> None:
     would wait forever. On Linux the kernel kills it with its parent instead.
     """
     threadpool_limits(limits=threads)
+    die_with_parent(parent)
+
+
+def die_with_parent(parent: int) -> None:
+    """In a forked process: be killed when ``parent`` dies (Linux only)."""
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)

@@ -22,6 +22,8 @@ import errno
 import logging
 import os
 import random
+import shutil
+import signal
 import stat
 import tempfile
 import time
@@ -29,10 +31,14 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TypeVar
 from urllib.parse import urlparse
 
+from kubegrid import parallel
 from kubegrid.errors import InfraError, UserError
+
+if TYPE_CHECKING:
+    from kubegrid.spec import GridSearchSpec
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +113,11 @@ class Location:
     region: str | None = None
 
 
+def location_of(spec: GridSearchSpec) -> Location:
+    """The connection settings a search's ``storage`` block gives."""
+    return Location(spec.storage.endpoint_url, spec.storage.region)
+
+
 def is_s3(uri: str) -> bool:
     return uri.startswith("s3://")
 
@@ -116,6 +127,106 @@ def open_store(uri: str, location: Location | None = None) -> Store:
     if is_s3(uri):
         return S3Store(uri, location or Location())
     return LocalStore(uri)
+
+
+@dataclass(frozen=True)
+class _Copy:
+    """An S3 object being copied to a local file by a forked process."""
+
+    pid: int
+    path: Path
+
+
+# The copies :func:`prefetching` started, by object; each is used at most once.
+_copies: dict[tuple[str, Location], _Copy] = {}
+
+
+@contextlib.contextmanager
+def prefetching(uri: str, location: Location) -> Iterator[None]:
+    """Copy the S3 object at ``uri`` to a local file while the caller goes on.
+
+    Meant to be entered before the heavy imports: scikit-learn takes about a
+    second to import, and a large dataset as long to download; a forked
+    process does the second while this one does the first.
+    :func:`readable_path` then uses the copy and removes it. If the copy
+    fails for any reason, it reads the object itself, so errors are reported
+    exactly as without this. An unused copy is removed when the block ends.
+    """
+    name = uri.rpartition("/")[2]
+    if not is_s3(uri) or not name:
+        yield
+        return
+    # The copy keeps the object's name: parsers infer compression from it.
+    path = Path(tempfile.mkdtemp(prefix="kubegrid-data-")) / name
+    copy = _Copy(_fork_copier(uri, location, path), path)
+    _copies[(uri, location)] = copy
+    try:
+        yield
+    finally:
+        _copies.pop((uri, location), None)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(copy.pid, signal.SIGKILL)
+        _exit_code(copy.pid)
+        shutil.rmtree(path.parent, ignore_errors=True)
+
+
+def _fork_copier(uri: str, location: Location, path: Path) -> int:
+    """Fork a process that downloads ``uri`` to ``path``; its pid."""
+    parent = os.getpid()
+    pid = os.fork()
+    if pid:
+        return pid
+    # In the child: nothing it does may reach the user's terminal or return
+    # into the caller's code. A refusal the store gave (after any retries) is
+    # left for the parent to raise, so a denied read is not asked twice; on
+    # any other failure the parent downloads the object itself.
+    code = 1
+    try:
+        parallel.die_with_parent(parent)
+        logging.disable(logging.CRITICAL)
+        partial = path.with_name(f".partial-{path.name}")
+        _download(uri, location, partial)
+        partial.rename(path)
+        code = 0
+    except (StorageAccessError, InfraError) as exc:
+        with contextlib.suppress(BaseException):
+            kind = "user" if isinstance(exc, StorageAccessError) else "infra"
+            path.with_name(_FAILURE).write_text(f"{kind}\n{exc}")
+    except BaseException:
+        pass
+    finally:
+        os._exit(code)
+
+
+def _exit_code(pid: int) -> int | None:
+    """Wait for a forked process; its exit code, or None if already reaped."""
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        return None
+    return os.waitstatus_to_exitcode(status)
+
+
+# Beside a copy that failed: the kind of error ("user" or "infra"), a line
+# break, and its message.
+_FAILURE = ".failure"
+
+
+def _finished_copy(uri: str, location: Location) -> Path | None:
+    """The complete local copy of ``uri`` that :func:`prefetching` made, if any.
+
+    Raises the store's error when the copy failed with one.
+    """
+    copy = _copies.pop((uri, location), None)
+    if copy is None:
+        return None
+    if _exit_code(copy.pid) == 0 and copy.path.is_file():
+        return copy.path
+    try:
+        kind, _, message = copy.path.with_name(_FAILURE).read_text().partition("\n")
+    except OSError:
+        return None
+    raise (StorageAccessError if kind == "user" else InfraError)(message)
 
 
 @contextlib.contextmanager
@@ -138,20 +249,32 @@ def readable_path(uri: str, location: Location | None = None) -> Iterator[Path]:
             raise StorageAccessError(f"{uri}: not a file")
         yield path
         return
-    parent, _, name = uri.rpartition("/")
-    store = S3Store(parent, location or Location())
-    with tempfile.TemporaryDirectory(prefix="kubegrid-data-") as directory:
-        path = Path(directory) / name
+    location = location or Location()
+    copy = _finished_copy(uri, location)
+    if copy is not None:
         try:
-            with path.open("wb") as handle:
-                store.download(name, handle)
-        except NotFound:
-            raise StorageAccessError(f"{uri}: no such object") from None
-        except OSError as exc:
-            raise InfraError(
-                f"{uri}: no room for a temporary copy in {directory}: {exc}"
-            ) from None
+            yield copy
+        finally:
+            shutil.rmtree(copy.parent, ignore_errors=True)
+        return
+    with tempfile.TemporaryDirectory(prefix="kubegrid-data-") as directory:
+        path = Path(directory) / uri.rpartition("/")[2]
+        _download(uri, location, path)
         yield path
+
+
+def _download(uri: str, location: Location, path: Path) -> None:
+    """Stream the S3 object at ``uri`` into a new file at ``path``."""
+    parent, _, name = uri.rpartition("/")
+    try:
+        with path.open("wb") as handle:
+            S3Store(parent, location).download(name, handle)
+    except NotFound:
+        raise StorageAccessError(f"{uri}: no such object") from None
+    except OSError as exc:
+        raise InfraError(
+            f"{uri}: no room for a temporary copy in {path.parent}: {exc}"
+        ) from None
 
 
 def check_writable(store: Store) -> None:

@@ -389,3 +389,59 @@ def test_local_delete_many(tmp_path: Path) -> None:
     store.write("keep", b"2")
     store.delete_many(["a", "missing"])
     assert store.list("") == ["keep"]
+
+
+def test_a_prefetched_object_is_read_from_the_background_copy(
+    s3: Any, faulty_s3: FaultyS3Proxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The forked copier's file is what the read gets: one GET in all, the
+    object's own name kept (parsers infer compression from it), removed after."""
+    for name, value in s3.env.items():
+        monkeypatch.setenv(name, value)
+    frame = put_iris(s3)
+    uri, where = f"s3://{s3.bucket}/data/iris.csv", storage.Location(faulty_s3.url)
+
+    with storage.prefetching(uri, where):
+        with storage.readable_path(uri, where) as path:
+            assert path.name == "iris.csv"
+            assert pd.read_csv(path).equals(frame)
+        assert not path.exists()
+
+    assert len(faulty_s3.requests(DATASET_GET, "GET")) == 1
+
+
+def test_a_failed_prefetch_gives_the_read_its_error(
+    s3: Any, faulty_s3: FaultyS3Proxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The read raises the error the copier met, as it would have met it
+    itself, without asking the store a second time."""
+    for name, value in s3.env.items():
+        monkeypatch.setenv(name, value)
+    uri, where = f"s3://{s3.bucket}/data/absent.csv", storage.Location(faulty_s3.url)
+
+    missing = r"absent\.csv: no such object"
+    with (
+        storage.prefetching(uri, where),
+        pytest.raises(storage.StorageAccessError, match=missing),
+        storage.readable_path(uri, where),
+    ):
+        pass
+
+    assert len(faulty_s3.requests(r"/data/absent\.csv$", "GET")) == 1
+
+
+def test_an_unused_prefetch_is_stopped_and_removed(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in s3.env.items():
+        monkeypatch.setenv(name, value)
+    put_iris(s3)
+    uri, where = f"s3://{s3.bucket}/data/iris.csv", storage.Location(s3.endpoint)
+
+    with storage.prefetching(uri, where):
+        copy = storage._copies[(uri, where)]
+
+    assert not copy.path.parent.exists()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(copy.pid, 0)  # already reaped: no zombie left
+    assert (uri, where) not in storage._copies
