@@ -303,15 +303,20 @@ class LocalStore:
 
     def write(self, key: str, data: bytes) -> None:
         target = self.root / key
+        # Mode 0666 less the umask, as any new file gets (mkstemp's 0600 would
+        # hide results from the user's group); a dot name keeps it out of lists.
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, target)
         except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
             raise _local_error(exc, target) from None
 
     def exists(self, key: str) -> bool:

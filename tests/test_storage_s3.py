@@ -445,3 +445,21 @@ def test_an_unused_prefetch_is_stopped_and_removed(
     with pytest.raises(ChildProcessError):
         os.waitpid(copy.pid, 0)  # already reaped: no zombie left
     assert (uri, where) not in storage._copies
+
+
+def test_local_results_get_the_umasks_mode_and_no_leftovers(tmp_path: Path) -> None:
+    """Written files are readable as any new file would be (0666 less the
+    umask); a failed write leaves no temporary file behind."""
+    store = storage.open_store(str(tmp_path))
+    previous = os.umask(0o022)
+    try:
+        store.write("out/summary.json", b"{}")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "out" / "summary.json").stat().st_mode & 0o777 == 0o644
+
+    (tmp_path / "out" / "taken").mkdir()  # a directory where the file would go
+    with pytest.raises(storage.StorageAccessError):
+        store.write("out/taken", b"x")
+    names = sorted(path.name for path in (tmp_path / "out").iterdir())
+    assert names == ["summary.json", "taken"]
