@@ -12,6 +12,7 @@ import logging
 import multiprocessing
 import os
 import queue
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -91,14 +92,28 @@ def _run_shards(
                 initargs=(threads, os.getpid()),
             ) as pool,
         ):
-            pending = pool.map_async(_run_one, shards, chunksize=1)
+            # Woken by the last shard's end rather than at the next poll, so
+            # the reduce starts at once; progress is drained meanwhile.
+            finished = threading.Event()
+            pending = pool.map_async(
+                _run_one,
+                shards,
+                chunksize=1,
+                callback=lambda _: finished.set(),
+                error_callback=lambda _: finished.set(),
+            )
             _load_reduce_stage()
             done = 0
-            while not pending.ready() or not _events.empty():
+
+            def drain() -> None:
+                nonlocal done
                 done += _drain(_events)
                 if on_progress:
                     on_progress(done, total)
-                pending.wait(0.2)
+
+            while not finished.wait(0.2):
+                drain()
+            drain()  # a shard queues its progress before it returns
             pending.get()  # re-raises a worker's error here
     finally:
         _context, _events = None, None

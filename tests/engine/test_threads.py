@@ -14,7 +14,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from kubegrid import context, local, parallel, results
+from kubegrid import context, local, parallel, reducer, results
 from kubegrid import spec as specs
 from tests.engine.searches import manifest, write_dataset
 
@@ -42,6 +42,37 @@ def test_fits_get_the_cpus_their_worker_leaves_and_say_so(
     assert np.all(np.asarray(table["n_threads"]) == expected)
     assert summary["threads"]["fit"] == expected
     assert 1 <= summary["threads"]["refit"] <= parallel.cpus()
+
+
+def test_progress_from_worker_processes_counts_every_task_once(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The progress callback climbs to exactly the number of tasks, never
+    back, and its last report comes before the reduce starts."""
+    dataset = write_dataset(tmp_path, "diabetes")
+    document = manifest(
+        dataset,
+        tmp_path / "out",
+        estimator={"class": "sklearn.linear_model.Ridge"},
+        param_grid={"alpha": [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0]},
+        cv=4,
+    )
+    ctx = context.prepare(specs.parse(document), n_shards=5)
+    seen: list[tuple[int, int]] = []
+    reduced_after: list[int] = []
+
+    def reduce(*args: object, **kwargs: object) -> dict[str, object]:
+        reduced_after.append(len(seen))
+        return real_reduce(*args, **kwargs)
+
+    real_reduce = reducer.reduce_recovering
+    monkeypatch.setattr(reducer, "reduce_recovering", reduce)
+    local.run(ctx, 2, on_progress=lambda done, total: seen.append((done, total)))
+
+    counts = [done for done, _ in seen]
+    assert counts == sorted(counts)
+    assert seen[-1] == (ctx.plan.n_tasks, ctx.plan.n_tasks)
+    assert reduced_after == [len(seen)]
 
 
 def _frozen_objects(_: int) -> int:
