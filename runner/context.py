@@ -109,6 +109,7 @@ def check_without_data(
     candidate_params = planning.candidates(spec)
     drawn = candidate_params if spec.search.type == "random" else None
     estimators.check_grid_values(estimator, spec.param_grid, drawn)
+    estimators.check_fixed_values(estimator, spec.estimator, spec.param_grid)
     holdout.check_statically(spec)
     metrics.check_estimator(spec.scoring, estimator, candidate_params)
     holdout.check_estimator(spec, estimator)

@@ -176,6 +176,30 @@ def check_grid_values(
         _check_value(owners.get(prefix), param, value, field)
 
 
+def check_fixed_values(
+    estimator: BaseEstimator,
+    spec: specs.Estimator,
+    grid: dict[str, Any] | list[dict[str, Any]],
+) -> None:
+    """Every fixed parameter must be one its estimator's own checks accept.
+
+    As :func:`check_grid_values`, for ``spec.estimator.params`` and each
+    pipeline step's ``params``. A fixed value the grid replaces is never
+    fitted, so it is left alone. Raises SpecError naming the field.
+    """
+    grids = grid if isinstance(grid, list) else [grid]
+    searched = {name for one in grids for name in one}
+    fixed = [("", estimator, spec.params, "spec.estimator.params")]
+    for i, step in enumerate(spec.pipeline or []):
+        owner = estimator.named_steps[step.name]
+        field = f"spec.estimator.pipeline[{i}].params"
+        fixed.append((f"{step.name}__", owner, step.params, field))
+    for prefix, owner, params, field in fixed:
+        for name, value in params.items():
+            if prefix + name not in searched:
+                _check_value(owner, name, value, f"{field}.{name}")
+
+
 # Enough candidates of a random search to meet each listed value in all but
 # contrived grids, few enough that walking them takes milliseconds.
 _DRAWN_TO_CHECK = 500

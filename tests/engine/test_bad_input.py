@@ -153,6 +153,12 @@ MISTAKES = [
         ("'rbff'", "The 'kernel' parameter of SVC must be", "Did you mean 'rbf'?"),
     ),
     Mistake(
+        "misspelt-fixed-parameter-value",
+        nested_edit("estimator.params.kernel", "rbff"),
+        "spec.estimator.params.kernel",
+        ("'rbff'", "The 'kernel' parameter of SVC must be", "Did you mean 'rbf'?"),
+    ),
+    Mistake(
         "unknown-pipeline-step-parameter",
         pipeline_edit,
         "spec.paramGrid.svc__gama",

@@ -163,6 +163,12 @@ MANIFEST_MISTAKES: list[tuple[str, dict[str, Any], str, tuple[str, ...]]] = [
         ("The 'kernel' parameter of SVC", "Got 'rbff'", "Did you mean 'rbf'?"),
     ),
     (
+        "out-of-range-fixed-value-in-a-pipeline-step",
+        {"spec.estimator.pipeline.1.params": {"gamma": -1.0}},
+        "spec.estimator.pipeline[1].params.gamma",
+        ("The 'gamma' parameter of SVC", "Got -1.0"),
+    ),
+    (
         "out-of-range-value-in-a-list-of-grids",
         {"spec.paramGrid": [{"svc__C": [1.0]}, {"svc__C": [0.1, -1.0]}]},
         "spec.paramGrid[1].svc__C",
@@ -259,8 +265,10 @@ def test_values_scikit_learn_accepts_pass_validate(
     tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Grid values of every kind an estimator takes (None, a step replaced by
-    'passthrough', a mapping, an int for a float) pass the value check."""
+    'passthrough', a mapping, an int for a float) pass the value check; so
+    does a fixed value the grid always replaces, since it is never fitted."""
     document = base_manifest(tmp_path)
+    document["spec"]["estimator"]["pipeline"][1]["params"] = {"C": -1.0}
     document["spec"]["paramGrid"] = {
         "scale": ["passthrough", None],
         "svc__C": [1, 0.5],
