@@ -184,11 +184,12 @@ def check_fixed_values(
     """Every fixed parameter must be one its estimator's own checks accept.
 
     As :func:`check_grid_values`, for ``spec.estimator.params`` and each
-    pipeline step's ``params``. A fixed value the grid replaces is never
-    fitted, so it is left alone. Raises SpecError naming the field.
+    pipeline step's ``params``. A fixed value the grid always replaces is
+    never fitted, so it is left alone. Raises SpecError naming the field.
     """
     grids = grid if isinstance(grid, list) else [grid]
-    searched = {name for one in grids for name in one}
+    # Replaced only where every grid of a list sets it.
+    searched = set.intersection(*(set(one) for one in grids)) if grids else set()
     fixed = [("", estimator, spec.params, "spec.estimator.params")]
     for i, step in enumerate(spec.pipeline or []):
         owner = estimator.named_steps[step.name]
