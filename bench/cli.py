@@ -104,6 +104,7 @@ def _compare(
 ) -> list[dict[str, Any]]:
     from bench import compare, loopback_s3, workloads
 
+    _compile_kubegrid()
     rows = []
     with loopback_s3.serve() as s3:
         for workload in workloads.comparisons(args.quick):
@@ -112,6 +113,21 @@ def _compare(
                 print(report.comparison(row) + "\n", flush=True)
                 rows.append(row)
     return rows
+
+
+def _compile_kubegrid() -> None:
+    """Compile kubegrid's modules to bytecode, as installing a wheel does.
+
+    An editable checkout run with PYTHONDONTWRITEBYTECODE=1 (as on the
+    machines these numbers come from) would compile them again at every start,
+    about 0.07 s a run that no installed copy pays.
+    """
+    import compileall
+
+    import kubegrid
+
+    for folder in kubegrid.__path__:
+        compileall.compile_dir(folder, quiet=1)
 
 
 def _probes(only: set[str], quick: bool) -> list[dict[str, Any]]:
