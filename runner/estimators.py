@@ -30,7 +30,7 @@ from sklearn.utils._param_validation import (
     validate_parameter_constraints,
 )
 
-from kubegrid import holdout, metrics
+from kubegrid import holdout, metrics, planning
 from kubegrid import spec as specs
 from kubegrid.errors import SpecError
 
@@ -343,8 +343,9 @@ def check_statically(spec: specs.GridSearchSpec) -> None:
     """Checks that import no user-named module, for the operator.
 
     Scorers, seeds and splitter arguments are always checked. Estimator
-    classes are checked only when scikit-learn's catalogue has them; any other
-    class (xgboost, a user's package) is left for the pods to import.
+    classes, parameter names and values are checked only when scikit-learn's
+    catalogue has every class; any other class (xgboost, a user's package) is
+    left for the pods to import.
     """
     check_scoring(spec.scoring)
     check_reproducible(spec)
@@ -364,6 +365,10 @@ def check_statically(spec: specs.GridSearchSpec) -> None:
     if all(path in catalogue for path in paths):
         estimator = build(spec.estimator, resolve=lambda path, _: catalogue[path])
         check_grid_names(estimator, spec.param_grid)
+        random = spec.search.type == "random"
+        drawn = planning.candidates(spec) if random else None
+        check_grid_values(estimator, spec.param_grid, drawn)
+        check_fixed_values(estimator, spec.estimator, spec.param_grid)
         metrics.check_estimator(spec.scoring, estimator)
         holdout.check_estimator(spec, estimator)
     if isinstance(spec.cv, specs.CV):

@@ -34,6 +34,18 @@ def test_digits_search_is_sized_like_the_runner_sizes_it(spec: dict[str, Any]) -
         ({"parallelism": 0}, "spec.parallelism"),
         ({"unknownField": 1}, "spec.unknownField"),
         ({"search": {"maxCandidates": 3}}, "spec.paramGrid"),
+        ({"paramGrid": {"C": [1.0, -1.0]}}, "spec.paramGrid.C"),
+        (
+            {"estimator": {"class": "sklearn.svm.SVC", "params": {"kernel": "rbff"}}},
+            "spec.estimator.params.kernel",
+        ),
+        (
+            {
+                "search": {"type": "random", "nIter": 3, "randomState": 0},
+                "paramGrid": {"kernel": ["lnear"]},
+            },
+            "spec.paramGrid.kernel",
+        ),
     ],
 )
 def test_bad_spec_is_refused_naming_the_field(
