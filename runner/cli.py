@@ -26,11 +26,12 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from kubegrid import errors, storage
+from kubegrid import errors, samples, storage
 from kubegrid import spec as specs
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     report_to = getattr(args, "report_to", None)
     try:
         handler: Callable[[argparse.Namespace], int] = args.handler
-        return handler(args)
+        with _stopped_by_sigterm():
+            return handler(args)
     except errors.UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         _report(report_to, {"error": str(exc), "kind": "user"})
@@ -56,9 +58,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error (transient, worth a retry): {exc}", file=sys.stderr)
         _report(report_to, {"error": str(exc), "kind": "infra"})
         return exc.exit_code
+    except Terminated:
+        print("terminated; finished tasks are kept for the next run", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("interrupted; finished tasks are kept for the next run", file=sys.stderr)
         return 130
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: the kubelet stopping a pod, or a user's ``kill``."""
+
+
+@contextlib.contextmanager
+def _stopped_by_sigterm() -> Iterator[None]:
+    """Stop on SIGTERM as on Ctrl-C: by an exception, so work is saved on the way.
+
+    The default action ends the process at once, losing the tasks finished
+    since the last checkpoint. Forked workers inherit the handler; a pool
+    being shut down sends its workers SIGTERM, so they save theirs too.
+    """
+
+    main = os.getpid()
+
+    def stop(*_: object) -> None:
+        if os.getpid() != main:
+            # A forked worker: leave quietly once its work is saved; a
+            # KeyboardInterrupt would print its traceback on the way out.
+            raise SystemExit(128 + signal.SIGTERM)
+        raise Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread: leave the signal alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _report(path: str | None, report: dict[str, Any]) -> None:
@@ -148,7 +186,7 @@ def _parser() -> argparse.ArgumentParser:
     sample = commands.add_parser(
         "sample-data", help="write a dataset that scikit-learn ships"
     )
-    sample.add_argument("name", choices=sorted(_SAMPLES))
+    sample.add_argument("name", choices=sorted(samples.LOADERS))
     sample.add_argument("dest", help="local path or s3:// URI (.csv or .parquet)")
     sample.add_argument("--endpoint-url", default=None, help="S3 endpoint")
     sample.set_defaults(handler=_cmd_sample_data)
@@ -355,22 +393,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return errors.EXIT_OK
 
 
-_SAMPLES = {
-    "digits": "load_digits",
-    "iris": "load_iris",
-    "wine": "load_wine",
-    "breast_cancer": "load_breast_cancer",
-    "diabetes": "load_diabetes",
-}
-
-
 def _cmd_sample_data(args: argparse.Namespace) -> int:
-
     import sklearn.datasets
 
-    from kubegrid import results, storage
+    from kubegrid import results
 
-    loader = getattr(sklearn.datasets, _SAMPLES[args.name])
+    loader = getattr(sklearn.datasets, samples.LOADERS[args.name])
     frame = loader(as_frame=True).frame
     if args.dest.endswith((".parquet", ".pq")):
         data = results.parquet_bytes(frame)
