@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -30,7 +31,10 @@ _err = Console(stderr=True)
 
 def warn(message: str) -> None:
     # One line per warning, never wrapped: stderr is often a log, not a screen.
-    _err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    # The message is text, not markup: a "[name]" in it must print as written.
+    _err.print(
+        f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True
+    )
 
 
 def plan(ctx: SearchContext) -> None:
@@ -76,10 +80,12 @@ def outcome(ctx: SearchContext, summary: dict[str, Any], top: int = 5) -> None:
     store = ctx.output()
     table = results.read_cv_results(store)
     metric = summary.get("refitMetric") or ctx.spec.metric_names[0]
+    # A single scorer's column is "score"; people know it by the scorer's name.
+    label = (summary.get("scorers") or {}).get(metric, metric)
     ranked = sorted(
         range(len(table["params"])), key=lambda i: int(table[f"rank_test_{metric}"][i])
     )
-    view = Table(title=f"top candidates by {metric}")
+    view = Table(title=f"top candidates by {label}")
     view.add_column("rank", justify="right")
     view.add_column(f"mean_test_{metric}", justify="right")
     view.add_column("std", justify="right")
@@ -94,10 +100,12 @@ def outcome(ctx: SearchContext, summary: dict[str, Any], top: int = 5) -> None:
     _out.print(view)
     if summary.get("nFailedFits"):
         warn(f"{summary['nFailedFits']} fits failed: {summary['fitErrors']}")
+    for seen in summary.get("fitWarnings") or []:
+        warn(f"in {seen['tasks']} of {summary['nTasks']} fits: {seen['warning']}")
     if "bestParams" in summary:
         best = json.loads(json.dumps(summary["bestParams"], default=_plain))
         _out.print(f"best params: {best}", highlight=False)
-        _out.print(f"best score ({metric}): {summary['bestScore']}", highlight=False)
+        _out.print(f"best score ({label}): {summary['bestScore']}", highlight=False)
     if "holdout" in summary:
         _holdout(summary["holdout"])
     for name, uri in summary["artifacts"].items():

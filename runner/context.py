@@ -129,6 +129,7 @@ def prepare(manifest: specs.GridSearch, n_shards: int | None = None) -> SearchCo
     # The test rows leave here, in every process alike: nothing below sees them.
     data, test = holdout.split(spec, data, estimator)
     metrics.check_target(spec.scoring, data.y)
+    metrics.check_scorers_on_target(spec.scoring, estimator, data.y)
     holdout.check_target(spec, data.y)
 
     # Splits are computed once, here, exactly as GridSearchCV computes them,
@@ -141,6 +142,8 @@ def prepare(manifest: specs.GridSearch, n_shards: int | None = None) -> SearchCo
         except ValueError as exc:
             raise SpecError("spec.cv", f"cannot split the data: {exc}") from None
     notes = [str(w.message) for w in caught]
+    small = planning.small_random_space(spec, len(candidate_params))
+    notes += [small] if small else []
     notes += datasets.check_classes(data, estimator, len(splits))
 
     versions = library_versions()

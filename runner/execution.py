@@ -32,6 +32,7 @@ import os
 import resource
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -220,22 +221,24 @@ def _score(
     scorers: Any,
 ) -> dict[str, Any]:
     try:
-        out: dict[str, Any] = _fit_and_score(
-            estimator,
-            X,
-            ctx.data.y,
-            scorer=scorers,
-            train=train,
-            test=test,
-            verbose=0,
-            parameters=params,
-            fit_params={},
-            score_params={},
-            return_train_score=ctx.spec.return_train_score,
-            return_n_test_samples=True,
-            return_times=True,
-            error_score=ctx.spec.error_score_value,
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out: dict[str, Any] = _fit_and_score(
+                estimator,
+                X,
+                ctx.data.y,
+                scorer=scorers,
+                train=train,
+                test=test,
+                verbose=0,
+                parameters=params,
+                fit_params={},
+                score_params={},
+                return_train_score=ctx.spec.return_train_score,
+                return_n_test_samples=True,
+                return_times=True,
+                error_score=ctx.spec.error_score_value,
+            )
     except Exception as exc:
         # errorScore: raise asks to stop at the first failed fit. Name the
         # candidate as the grid wrote it: ``params`` may be the final step's
@@ -246,7 +249,35 @@ def _score(
             f"on split {split}: {type(exc).__name__}: {exc} (errorScore is 'raise'; "
             "set it to 'nan' to record failures and go on)"
         ) from exc
+    out["warnings"] = _warning_lines(caught)
     return out
+
+
+def _warning_lines(caught: list[warnings.WarningMessage]) -> list[str]:
+    """A task's warnings, one line each and each once, for its record.
+
+    They are collected rather than shown: a search warns once per fit, and
+    scikit-learn's scoring failures carry a whole traceback each. The summary
+    counts them instead. A failed score is named by its exception's line.
+    """
+    lines: list[str] = []
+    for warning in caught:
+        text = str(warning.message).strip()
+        if text.startswith("Scoring failed"):
+            line = f"{SCORE_FAILED}{text.splitlines()[-1]}"
+        else:
+            line = (
+                f"{warning.category.__name__}: {text.splitlines()[0] if text else ''}"
+            )
+        line = line[:_WARNING_LENGTH]
+        if line not in lines:
+            lines.append(line)
+    return lines
+
+
+# How a record's warning says a score failed (its value is errorScore).
+SCORE_FAILED = "scoring failed: "
+_WARNING_LENGTH = 300
 
 
 def _shareable_final_step(ctx: SearchContext) -> str | None:
@@ -398,6 +429,7 @@ def _record(
         "score_time": float(out["score_time"]),
         "fit_error": out["fit_error"],
         "peak_memory_mb": peak_memory_mb(),
+        "warnings": out["warnings"],
     }
 
 

@@ -27,8 +27,10 @@ from typing import Any
 
 import numpy as np
 import sklearn.metrics
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import BaseEstimator, clone, is_classifier, is_regressor
+from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.metrics import confusion_matrix, get_scorer, get_scorer_names, make_scorer
+from sklearn.utils.multiclass import type_of_target
 
 from kubegrid import spec as specs
 from kubegrid.errors import DataError, SpecError
@@ -406,6 +408,76 @@ def check_target(scoring: Scoring, y: Any) -> None:
             _check_cost_labels(entry.cost_matrix, classes, f"{field}.costMatrix")
         elif response_methods_of(entry) == ("predict",):
             _dry_run(entry, y, field)
+
+
+def check_scorers_on_target(scoring: Scoring, estimator: BaseEstimator, y: Any) -> None:
+    """Each scorer can read this kind of target at all.
+
+    Each scorer is run once on a stand-in for the estimator: a dummy of the
+    same kind (classifier or regressor) fitted to the target. A metric that
+    cannot score this target (``roc_auc`` on ten classes, ``f1`` on string
+    labels without ``pos_label``, ``accuracy`` for a regressor) fails there in
+    milliseconds, where otherwise every fit would run and every score be NaN.
+    A scorer that needs an output the dummy lacks is left to the search.
+    """
+    stand_in = _stand_in(estimator, y)
+    if stand_in is None:
+        return
+    model, X = stand_in
+    for key, entry in entries(scoring).items():
+        if entry is None or (
+            isinstance(entry, specs.Metric) and entry.cost_matrix is not None
+        ):
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                scorer(scoring, key, estimator)(model, X, y)
+        except (ValueError, TypeError) as exc:
+            lines = str(exc).strip().splitlines() or [type(exc).__name__]
+            name = entry if isinstance(entry, str) else entry.metric
+            raise SpecError(
+                field_of(scoring, key),
+                f"{name!r} cannot score this {type_of_target(y)} target: "
+                f"{lines[-1]}{_scorer_hint(entry, str(exc), estimator)}",
+            ) from None
+        except AttributeError:
+            continue
+
+
+def _stand_in(estimator: BaseEstimator, y: Any) -> tuple[Any, Any] | None:
+    """A dummy model of the estimator's kind fitted to ``y``, and its input."""
+    if is_classifier(estimator):
+        model: Any = DummyClassifier(strategy="prior")
+    elif is_regressor(estimator):
+        model = DummyRegressor()
+    else:
+        return None
+    X = np.zeros((len(y), 1))
+    try:
+        return model.fit(X, y), X
+    except (ValueError, TypeError):
+        return None
+
+
+def _scorer_hint(entry: str | specs.Metric, message: str, estimator: Any) -> str:
+    """What to write instead, for the usual ways a scorer misfits a target."""
+    names = set(get_scorer_names())
+    if "pos_label" in message:
+        return (
+            "; name the positive class: declare the metric with "
+            "kwargs: {pos_label: <one of the classes>} (docs/metrics.md)"
+        )
+    if is_regressor(estimator):
+        return (
+            f"; {_final_name(estimator)} is a regressor: use a regression scorer "
+            "such as r2 or neg_mean_squared_error"
+        )
+    if isinstance(entry, str) and f"{entry}_ovr" in names:
+        return f"; for more than two classes use {entry}_ovr or {entry}_ovo"
+    if isinstance(entry, str) and f"{entry}_macro" in names:
+        return f"; for more than two classes use {entry}_macro or {entry}_weighted"
+    return ""
 
 
 def _check_cost_labels(

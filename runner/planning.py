@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -132,7 +133,22 @@ def candidates(spec: specs.GridSearchSpec) -> list[dict[str, Any]]:
         n_iter=spec.search.n_iter,
         random_state=spec.search.random_state,
     )
-    return list(sampler)
+    # A grid of lists smaller than nIter is searched whole, with scikit-learn's
+    # warning; the search's own note (see small_random_space) replaces it.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The total space of parameters")
+        return list(sampler)
+
+
+def small_random_space(spec: specs.GridSearchSpec, n_candidates: int) -> str | None:
+    """A note when a random search has fewer candidates than nIter asked for."""
+    if spec.search.type != "random" or n_candidates >= spec.search.n_iter:
+        return None
+    return (
+        f"spec.search.nIter asks for {spec.search.n_iter} candidates but the grid "
+        f"lists only {n_candidates} combinations; all {n_candidates} are searched, "
+        "as RandomizedSearchCV does"
+    )
 
 
 def distributions(grid: dict[str, Any] | list[dict[str, Any]]) -> Any:

@@ -39,7 +39,8 @@ from threadpoolctl import threadpool_limits
 
 from kubegrid import holdout, metrics, parallel, partials, report, results
 from kubegrid.context import SearchContext
-from kubegrid.errors import FitError, MissingResults
+from kubegrid.errors import FitError, MissingResults, SpecError
+from kubegrid.execution import SCORE_FAILED
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,12 @@ def cv_results(ctx: SearchContext, out: list[dict[str, Any]]) -> dict[str, Any]:
             _warn_or_raise_about_fit_failures(out, ctx.spec.error_score_value)
     except ValueError as exc:
         raise FitError(_all_fits_failed(out, str(exc))) from None
-    return search._format_results(ctx.plan.candidates, ctx.plan.n_splits, out)
+    # Non-finite scores are counted in the summary, with the fits' own
+    # warnings that explain them.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "One or more of the test scores")
+        warnings.filterwarnings("ignore", "One or more of the train scores")
+        return search._format_results(ctx.plan.candidates, ctx.plan.n_splits, out)
 
 
 def best_index(ctx: SearchContext, table: dict[str, Any]) -> int | None:
@@ -100,11 +106,13 @@ def reduce(ctx: SearchContext) -> dict[str, Any]:
     out, records = collect(ctx)
 
     # A summary left by an earlier reduce would vouch for the artifacts this
-    # one is about to replace; withdraw it until they are all written again,
-    # and drop optional artifacts an earlier search wrote but this one may not.
+    # one is about to replace; withdraw it until they are all written again.
+    # The artifacts go too: an earlier search's, left beside a failed one,
+    # would read as this search's results.
     store.delete(results.SUMMARY)
-    store.delete_many(results.optional_artifacts())
+    store.delete_many(results.replaced_artifacts())
     table = cv_results(ctx, out)
+    _check_some_scores(records, table)
     table.update(_extra_columns(ctx, records))
     best = best_index(ctx, table)
 
@@ -283,6 +291,8 @@ def _summary(
         "nShards": ctx.plan.n_shards,
         "nFailedFits": len(errors),
         "fitErrors": _error_summary(errors),
+        "nFailedScores": sum(_score_failed(r) for r in records),
+        "fitWarnings": _warning_summary(records),
         "refitMetric": spec.refit_metric,
         "metrics": spec.metric_names,
         "greaterIsBetter": metrics.greater_is_better(spec.scoring),
@@ -310,6 +320,41 @@ def _error_summary(errors: list[str]) -> list[dict[str, Any]]:
     """The distinct fit errors, by their last line, most frequent first."""
     last_lines = Counter(e.strip().splitlines()[-1] for e in errors)
     return [{"error": line, "count": n} for line, n in last_lines.most_common(5)]
+
+
+def _score_failed(record: partials.Record) -> bool:
+    return any(w.startswith(SCORE_FAILED) for w in record.get("warnings") or [])
+
+
+def _warning_summary(records: list[partials.Record]) -> list[dict[str, Any]]:
+    """The distinct warnings of the search's tasks, most frequent first, each
+    with the number of tasks that raised it."""
+    counts = Counter(w for r in records for w in r.get("warnings") or [])
+    return [{"warning": line, "tasks": n} for line, n in counts.most_common(5)]
+
+
+def _check_some_scores(records: list[partials.Record], table: dict[str, Any]) -> None:
+    """Refuse a search whose every score failed: it has no best candidate.
+
+    scikit-learn would rank the NaNs and refit the first candidate; a metric
+    that cannot score any split is a mistake in spec.scoring, named here with
+    the scorer's own error.
+    """
+    if not records or not all(_score_failed(r) for r in records):
+        return
+    means = [
+        np.asarray(v, dtype=float)
+        for k, v in table.items()
+        if k.startswith("mean_test_")
+    ]
+    if any(np.isfinite(m).any() for m in means):
+        return
+    first = _warning_summary(records)[0]["warning"][len(SCORE_FAILED) :]
+    raise SpecError(
+        "spec.scoring",
+        f"scoring failed on all {len(records)} fits, so no candidate has a "
+        f"score; the error: {first}",
+    )
 
 
 def _all_fits_failed(out: list[dict[str, Any]], message: str) -> str:

@@ -446,7 +446,8 @@ def _fit_time(view: _View) -> Image:
         ax.scatter(
             seconds[best], scores[best], s=180, marker="*", color="red", label="best"
         )
-    positive = seconds[seconds > 0]
+    # Only drawn points may choose the scale: a log axis with none fails.
+    positive = seconds[(seconds > 0) & np.isfinite(scores)]
     if positive.size and positive.max() / positive.min() > 20:
         _log_x(ax)
     ax.set_xlabel("mean fit time per fold (seconds)")

@@ -41,9 +41,17 @@ CURVES_PNG = "report-curves.png"
 REPORT_IMAGES = (HEATMAP_PNG, SCORES_PNG, FIT_TIME_PNG, CONFUSION_PNG, CURVES_PNG)
 
 
-def optional_artifacts() -> list[str]:
-    """Artifacts a search writes only sometimes: model, holdout, report files."""
-    return [BEST_ESTIMATOR, HOLDOUT, TUNED_ESTIMATOR, REPORT, *REPORT_IMAGES]
+def replaced_artifacts() -> list[str]:
+    """Every artifact but the summary: what a reduce writes anew or drops."""
+    return [
+        CV_RESULTS_PARQUET,
+        CV_RESULTS_CSV,
+        BEST_ESTIMATOR,
+        HOLDOUT,
+        TUNED_ESTIMATOR,
+        REPORT,
+        *REPORT_IMAGES,
+    ]
 
 
 def artifact_uris(output: str, with_model: bool) -> dict[str, str]:
@@ -112,13 +120,35 @@ def read_cv_results(store: Store) -> dict[str, Any]:
             table[key] = [json.loads(text) for text in column]
         elif key.startswith("param_"):
             present = column.notna().to_numpy()
-            values = np.empty(len(column), dtype=object)
-            for i, text in enumerate(column):
-                values[i] = json.loads(text) if present[i] else None
-            table[key] = np.ma.MaskedArray(values, mask=~present)
+            values = [
+                json.loads(text) if ok else None
+                for text, ok in zip(column, present, strict=True)
+            ]
+            table[key] = _param_column(values, present)
         else:
             table[key] = column.to_numpy()
     return table
+
+
+def _param_column(values: list[Any], present: np.ndarray) -> np.ma.MaskedArray:
+    """A ``param_<name>`` column with the dtype scikit-learn gives it.
+
+    As GridSearchCV does: the dtype numpy infers from the values candidates
+    have (float64 for floats, int64 for ints), object for strings, mixed
+    kinds or values numpy cannot put in one flat array.
+    """
+    given = [v for v, ok in zip(values, present, strict=True) if ok]
+    try:
+        inferred = np.array(given)
+    except ValueError:
+        dtype = np.dtype(object)
+    else:
+        plain = inferred.dtype.kind != "U" and inferred.ndim == 1
+        dtype = inferred.dtype if plain else np.dtype(object)
+    column = np.ma.MaskedArray(np.empty(len(values), dtype=dtype), mask=~present)
+    for i in np.flatnonzero(present):
+        column[i] = values[i]
+    return column
 
 
 def read_summary(store: Store) -> dict[str, Any]:

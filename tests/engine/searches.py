@@ -153,6 +153,7 @@ def assert_same_params(got: dict[str, Any], expected: dict[str, Any]) -> None:
 def assert_same_param_column(
     got: np.ma.MaskedArray, expected: np.ma.MaskedArray
 ) -> None:
+    assert got.dtype == expected.dtype
     mask = np.ma.getmaskarray(expected)
     np.testing.assert_array_equal(np.ma.getmaskarray(got), mask)
     for value, want in zip(got.data[~mask], expected.data[~mask], strict=True):

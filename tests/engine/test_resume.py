@@ -224,6 +224,16 @@ def test_a_new_search_in_an_old_output_leaves_no_stale_artifacts(
     assert (out / "summary.json").exists()
     assert not (out / "best_estimator.joblib").exists()
 
+    # A search whose every fit fails leaves no results of the one before.
+    failing = manifest(
+        data,
+        out,
+        estimator={"class": "sklearn.svm.SVC", "params": {"class_weight": {5: 2.0}}},
+        param_grid={"C": [0.5, 5.0]},
+    )
+    assert cli.main(["run", str(write_manifest(tmp_path, failing)), "--quiet"]) == 2
+    assert not [p.name for p in out.iterdir() if p.name != "partials"]
+
 
 def test_a_rerun_cut_into_other_shards_runs_only_what_is_missing(
     tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
