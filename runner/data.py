@@ -10,6 +10,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,8 +18,8 @@ from sklearn.base import BaseEstimator, is_classifier
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 
+from kubegrid import samples, storage
 from kubegrid import spec as specs
-from kubegrid import storage
 from kubegrid.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -60,11 +61,16 @@ def read_frame(
             checksum = _sha256(path, uri)
             frame = _parse(path, uri, fmt)
     except storage.StorageAccessError as exc:
+        where = (
+            "the bucket and key, spec.storage and the credentials"
+            if storage.is_s3(uri)
+            else "the path (a relative one is read from the directory kubegrid runs in)"
+        )
+        command = None if storage.is_s3(uri) else samples.command_for(uri)
+        if command and not Path(uri).exists():
+            where += f"; to write this sample dataset there: {command}"
         raise DataError(
-            "spec.dataset.uri",
-            f"cannot read the dataset: {exc}; check the URI (a relative path is "
-            "read from the directory kubegrid runs in; s3:// also needs "
-            "spec.storage and credentials)",
+            "spec.dataset.uri", f"cannot read the dataset: {exc}; check {where}"
         ) from None
     return frame, checksum
 
@@ -100,6 +106,16 @@ def load(spec: specs.GridSearchSpec) -> Data:
 def split_columns(frame: pd.DataFrame, dataset: specs.Dataset, checksum: str) -> Data:
     """X, y and groups from one table, as the dataset block assigns them."""
     columns = list(frame.columns)
+    # No target, and a file whose name does not say CSV, or that parsed into a
+    # single column: most often not CSV at all (JSON, text, tab-separated).
+    if dataset.target not in columns and (len(columns) == 1 or not _named(dataset)):
+        raise DataError(
+            "spec.dataset.uri",
+            f"{dataset.uri} read as {dataset.resolved_format} has no column "
+            f"{dataset.target!r} (its first columns: {_shown(columns, 3)}); give "
+            "a comma-separated CSV or a Parquet file (the format comes from the "
+            "name, .csv or .parquet, or from spec.dataset.format)",
+        )
     _require_column(dataset.target, "spec.dataset.target", columns)
     if dataset.groups:
         _require_column(dataset.groups, "spec.dataset.groups", columns)
@@ -133,15 +149,40 @@ def split_columns(frame: pd.DataFrame, dataset: specs.Dataset, checksum: str) ->
     return Data(frame[features], y, groups, checksum)
 
 
+_FORMAT_SUFFIXES = (
+    ".parquet",
+    ".pq",
+    ".csv",
+    ".csv.gz",
+    ".csv.bz2",
+    ".csv.zip",
+    ".csv.xz",
+    ".csv.zst",
+)
+
+
+def _named(dataset: specs.Dataset) -> bool:
+    """Whether the format was given, or the file's name says it."""
+    name = dataset.uri.rsplit("?", 1)[0].lower()
+    return dataset.format is not None or name.endswith(_FORMAT_SUFFIXES)
+
+
+def _shown(columns: list[Any], limit: int = 20) -> str:
+    """The first column names, for a message."""
+    more = " …" if len(columns) > limit else ""
+    return ", ".join(str(c)[:40] for c in columns[:limit]) + more
+
+
 def _require_column(name: str, field: str, columns: list[str]) -> None:
     if name not in columns:
         import difflib
 
         close = difflib.get_close_matches(name, [str(c) for c in columns], n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        shown = ", ".join(map(str, columns[:20])) + (" …" if len(columns) > 20 else "")
         raise DataError(
-            field, f"column {name!r} is not in the dataset; {hint}columns are: {shown}"
+            field,
+            f"column {name!r} is not in the dataset; {hint}columns are: "
+            f"{_shown(columns)}",
         )
 
 

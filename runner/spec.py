@@ -212,6 +212,22 @@ class Search(_Model):
     random_state: int | None = None
     max_candidates: Annotated[int, Field(ge=1)] = 100_000
 
+    @model_validator(mode="after")
+    def _random_only_fields(self) -> Search:
+        # A grid search lists every candidate: these would be silently ignored.
+        given = [
+            to_camel(f)
+            for f in ("n_iter", "random_state")
+            if f in self.model_fields_set
+        ]
+        if self.type == "grid" and given:
+            verb, pronoun = ("apply", "them") if len(given) > 1 else ("applies", "it")
+            raise ValueError(
+                f"{' and '.join(given)} {verb} to a random search only; remove "
+                f"{pronoun}, or set type: random"
+            )
+        return self
+
 
 class CV(_Model):
     """A scikit-learn splitter by name, with its arguments in camelCase."""

@@ -360,9 +360,20 @@ _PERMANENT_ERRNOS = {
 
 def _local_error(exc: OSError, where: Path) -> Exception:
     """Sort a file-system failure into permanent (the path) or transient (disk)."""
+    blocker = _file_in_the_way(where)
+    if blocker is not None:
+        return StorageAccessError(f"{blocker} is a file, not a folder")
     if exc.errno in _PERMANENT_ERRNOS:
         return StorageAccessError(f"{where}: {exc.strerror}")
     return InfraError(f"{where}: {exc.strerror or exc}")
+
+
+def _file_in_the_way(path: Path) -> Path | None:
+    """The file among ``path``'s parents, if one stands where a folder must."""
+    for parent in path.parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
 
 
 class S3Store:

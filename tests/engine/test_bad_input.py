@@ -110,6 +110,11 @@ def with_missing_target(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def with_float_target(frame: pd.DataFrame) -> pd.DataFrame:
+    frame["target"] = frame["target"] + 0.5
+    return frame
+
+
 def with_group_column(frame: pd.DataFrame) -> pd.DataFrame:
     frame["group"] = frame.index % 5
     return frame
@@ -133,6 +138,28 @@ MISTAKES = [
         spec_edit(scoring="acurracy"),
         "spec.scoring",
         ("'acurracy'", "did you mean 'accuracy'"),
+    ),
+    Mistake(
+        "binary-scorer-on-three-classes",
+        spec_edit(scoring="roc_auc"),
+        "spec.scoring",
+        ("'roc_auc' cannot score this multiclass target", "use roc_auc_ovr"),
+    ),
+    Mistake(
+        "averaged-scorer-on-three-classes",
+        spec_edit(scoring={"f1": "f1", "acc": "accuracy"}, refit="acc"),
+        "spec.scoring.f1",
+        ("'f1' cannot score this multiclass target", "use f1_macro or f1_weighted"),
+    ),
+    Mistake(
+        "classification-scorer-for-a-regressor",
+        both(
+            nested_edit("estimator.class", "sklearn.svm.SVR"),
+            spec_edit(paramGrid={"C": [0.1, 1.0]}),
+        ),
+        "spec.scoring",
+        ("'accuracy' cannot score", "SVR is a regressor", "such as r2"),
+        data=with_float_target,
     ),
     Mistake(
         "misspelt-splitter",
@@ -231,13 +258,18 @@ MISTAKES = [
         "unreachable-dataset",
         nested_edit("dataset.uri", "/nonexistent/kubegrid/iris.csv"),
         "spec.dataset.uri",
-        ("/nonexistent/kubegrid/iris.csv", "no such", "check the URI"),
+        (
+            "/nonexistent/kubegrid/iris.csv",
+            "no such",
+            "check the path",
+            "sample-data iris",
+        ),
     ),
     Mistake(
         "dataset-is-a-directory",
         nested_edit("dataset.uri", "/tmp/"),
         "spec.dataset.uri",
-        ("/tmp/", "not a file", "check the URI"),
+        ("/tmp/", "not a file", "check the path"),
     ),
     Mistake(
         "distribution-outside-its-domain",
@@ -335,10 +367,30 @@ def test_unwritable_output_is_a_user_error(
     err = capsys.readouterr().err
     assert code == 2, err
     assert "Traceback" not in err
-    assert str(blocker) in err and "Not a directory" in err
+    assert f"{blocker} is a file, not a folder" in err, err
     assert "spec.output.uri" in err
     # Checked before any fit: no partial result was written anywhere.
     assert not list(tmp_path.rglob("shard-*.json"))
+
+
+def test_a_dataset_that_is_not_csv_is_named_as_such(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A JSON file read as CSV has no target column; the message says the file
+    is not CSV rather than suggesting one of its mangled column names."""
+    data = write_dataset(tmp_path, "iris")
+    records = tmp_path / "iris.json"
+    data.frame.to_json(records, orient="records")
+    document = valid_manifest(data, tmp_path / "out")
+    document["spec"]["dataset"]["uri"] = str(records)
+
+    code = cli.main(["run", str(write_manifest(tmp_path, document)), "--quiet"])
+
+    err = capsys.readouterr().err
+    assert code == 2, err
+    prefix = f"error: spec.dataset.uri: {records} read as csv has no column"
+    assert err.startswith(prefix), err
+    assert "spec.dataset.format" in err and "Traceback" not in err
 
 
 def test_yaml_exponent_floats_are_numbers(tmp_path: pathlib.Path) -> None:

@@ -163,6 +163,12 @@ MANIFEST_MISTAKES: list[tuple[str, dict[str, Any], str, tuple[str, ...]]] = [
         ("The 'kernel' parameter of SVC", "Got 'rbff'", "Did you mean 'rbf'?"),
     ),
     (
+        "random-search-field-in-a-grid-search",
+        {"spec.search": {"type": "grid", "nIter": 5}},
+        "spec.search",
+        ("nIter applies to a random search only", "set type: random"),
+    ),
+    (
         "out-of-range-fixed-value-in-a-pipeline-step",
         {"spec.estimator.pipeline.1.params": {"gamma": -1.0}},
         "spec.estimator.pipeline[1].params.gamma",
@@ -409,6 +415,7 @@ def test_an_output_path_that_is_a_file_is_a_user_error(
     err = capsys.readouterr().err
     assert code == 2, err
     assert err.startswith("error: spec.output.uri: "), err
+    assert f"{taken} is a file, not a folder" in err, err
     assert "Traceback" not in err
 
 
