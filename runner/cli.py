@@ -31,7 +31,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from kubegrid import errors, parallel, samples, storage
+from kubegrid import errors, samples, storage
 from kubegrid import spec as specs
 
 logger = logging.getLogger(__name__)
@@ -76,15 +76,16 @@ def _stopped_by_sigterm() -> Iterator[None]:
 
     The default action ends the process at once, losing the tasks finished
     since the last checkpoint. Forked workers inherit the handler; a pool
-    being shut down sends its workers SIGTERM, so they save theirs too
-    (:func:`kubegrid.parallel.sigterm_in_worker`).
+    being shut down sends its workers SIGTERM, so they save theirs too.
     """
 
     main = os.getpid()
 
     def stop(*_: object) -> None:
         if os.getpid() != main:
-            parallel.sigterm_in_worker()
+            # A forked worker: leave quietly once its work is saved; a
+            # KeyboardInterrupt would print its traceback on the way out.
+            raise SystemExit(128 + signal.SIGTERM)
         raise Terminated
 
     try:

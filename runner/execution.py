@@ -30,7 +30,6 @@ import math
 import multiprocessing
 import os
 import resource
-import signal
 import time
 import uuid
 import warnings
@@ -128,34 +127,25 @@ def run_tasks(
     interval = checkpoint_seconds()
     seq, last_flush = 0, time.monotonic()
     threads = threads_in_use()
-
-    def save() -> None:
-        nonlocal seq, last_flush
-        if pending:
-            partials.write_chunk(store, ctx.fingerprint, shard, writer, seq, pending)
-            seq, last_flush = seq + 1, time.monotonic()
-            pending.clear()
-
     try:
-        with parallel.stoppable_tasks():
-            for record in _evaluate(ctx, todo):
-                record["threads"] = threads
-                done[record["task"]] = record
-                pending.append(record)
-                if progress:
-                    progress(1)
-                if time.monotonic() - last_flush >= interval:
-                    save()
-    except parallel.WorkerStopped:
-        # A forked worker told to stop: keep what finished, then leave at
-        # once, past multiprocessing's exit handling (see sigterm_in_worker).
-        with contextlib.suppress(Exception):
-            save()
-        os._exit(128 + signal.SIGTERM)
+        for record in _evaluate(ctx, todo):
+            record["threads"] = threads
+            done[record["task"]] = record
+            pending.append(record)
+            if progress:
+                progress(1)
+            if time.monotonic() - last_flush >= interval:
+                partials.write_chunk(
+                    store, ctx.fingerprint, shard, writer, seq, pending
+                )
+                seq, pending, last_flush = seq + 1, [], time.monotonic()
     except (KeyboardInterrupt, SystemExit):
         # Stopped between checkpoints (Ctrl-C, SIGTERM): keep what finished.
-        with contextlib.suppress(Exception):
-            save()
+        if pending:
+            with contextlib.suppress(Exception):
+                partials.write_chunk(
+                    store, ctx.fingerprint, shard, writer, seq, pending
+                )
         raise
     return done
 

@@ -108,39 +108,6 @@ def forked_worker(threads: int, parent: int) -> None:
     die_with_parent(parent)
 
 
-class WorkerStopped(BaseException):
-    """SIGTERM reached a forked worker while it ran tasks: save them, then exit."""
-
-
-# Whether this process is inside a task loop that saves its work when stopped.
-_saving_tasks = False
-
-
-@contextlib.contextmanager
-def stoppable_tasks() -> Iterator[None]:
-    """Mark a task loop that catches :class:`WorkerStopped` and saves its work."""
-    global _saving_tasks
-    _saving_tasks = True
-    try:
-        yield
-    finally:
-        _saving_tasks = False
-
-
-def sigterm_in_worker() -> None:
-    """What SIGTERM does to a forked worker.
-
-    Inside a task loop: raise WorkerStopped, so the loop saves its finished
-    tasks and exits. Anywhere else (idle in a pool, drawing a figure) it ends
-    the process at once, as SIGTERM's default would: an exception raised
-    inside multiprocessing's own machinery can leave a pool being shut down
-    waiting on that worker for ever.
-    """
-    if _saving_tasks:
-        raise WorkerStopped
-    os._exit(128 + signal.SIGTERM)
-
-
 def die_with_parent(parent: int) -> None:
     """In a forked process: be killed when ``parent`` dies (Linux only)."""
     if sys.platform.startswith("linux"):

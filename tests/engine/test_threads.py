@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
-import multiprocessing.util
-import os
 import pathlib
-import signal
-import time
 
 import numpy as np
 import pytest
 
-from kubegrid import cli, context, local, parallel, reducer, results
+from kubegrid import context, local, parallel, reducer, results
 from kubegrid import spec as specs
 from tests.engine.searches import manifest, write_dataset
 
@@ -93,40 +89,3 @@ def test_processes_forked_in_a_frozen_heap_leave_inherited_objects_alone() -> No
             counts = pool.map(_frozen_objects, range(2))
     assert min(counts) > 1000
     assert gc.get_freeze_count() == 0
-
-
-def _leave_a_mark_on_exit(folder: pathlib.Path) -> None:
-    # Run by multiprocessing's exit handling, which SIGTERM must bypass.
-    mark = folder / str(os.getpid())
-    multiprocessing.util.Finalize(None, mark.touch, exitpriority=0)
-
-
-def _sleep_in(folder: pathlib.Path) -> None:
-    (folder / "started").write_text(str(os.getpid()))
-    time.sleep(60)
-
-
-def test_a_worker_outside_a_task_loop_ends_at_once_on_sigterm(
-    tmp_path: pathlib.Path,
-) -> None:
-    """Under the CLI's handler, SIGTERM ends a forked worker that is not in a
-    task loop at once, as SIGTERM's default would, skipping multiprocessing's
-    exit handling: an exception raised in a pool worker being shut down once
-    left a benchmark run waiting on that worker for ever."""
-    fork = multiprocessing.get_context("fork")
-    marks = tmp_path / "marks"
-    marks.mkdir()
-    with (
-        cli._stopped_by_sigterm(),
-        fork.Pool(1, initializer=_leave_a_mark_on_exit, initargs=(marks,)) as pool,
-    ):
-        pool.apply_async(_sleep_in, (tmp_path,))
-        started = tmp_path / "started"
-        deadline = time.monotonic() + 30
-        while not started.exists() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        (worker,) = [w for w in pool._pool if str(w.pid) == started.read_text()]
-        os.kill(worker.pid, signal.SIGTERM)
-        worker.join(timeout=30)
-        assert worker.exitcode == 128 + signal.SIGTERM
-        assert not (marks / str(worker.pid)).exists()
