@@ -26,9 +26,8 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from kubegrid import errors, samples, storage
@@ -48,8 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report_to = getattr(args, "report_to", None)
     try:
         handler: Callable[[argparse.Namespace], int] = args.handler
-        with _stopped_by_sigterm():
-            return handler(args)
+        return handler(args)
     except errors.UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         _report(report_to, {"error": str(exc), "kind": "user"})
@@ -58,45 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error (transient, worth a retry): {exc}", file=sys.stderr)
         _report(report_to, {"error": str(exc), "kind": "infra"})
         return exc.exit_code
-    except Terminated:
-        print("terminated; finished tasks are kept for the next run", file=sys.stderr)
-        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("interrupted; finished tasks are kept for the next run", file=sys.stderr)
         return 130
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM arrived: the kubelet stopping a pod, or a user's ``kill``."""
-
-
-@contextlib.contextmanager
-def _stopped_by_sigterm() -> Iterator[None]:
-    """Stop on SIGTERM as on Ctrl-C: by an exception, so work is saved on the way.
-
-    The default action ends the process at once, losing the tasks finished
-    since the last checkpoint. Forked workers inherit the handler; a pool
-    being shut down sends its workers SIGTERM, so they save theirs too.
-    """
-
-    main = os.getpid()
-
-    def stop(*_: object) -> None:
-        if os.getpid() != main:
-            # A forked worker: leave quietly once its work is saved; a
-            # KeyboardInterrupt would print its traceback on the way out.
-            raise SystemExit(128 + signal.SIGTERM)
-        raise Terminated
-
-    try:
-        previous = signal.signal(signal.SIGTERM, stop)
-    except ValueError:  # not the main thread: leave the signal alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _report(path: str | None, report: dict[str, Any]) -> None:

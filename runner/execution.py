@@ -23,7 +23,6 @@ and for tests that kill a shard on purpose.
 from __future__ import annotations
 
 import collections
-import contextlib
 import itertools
 import logging
 import math
@@ -127,26 +126,15 @@ def run_tasks(
     interval = checkpoint_seconds()
     seq, last_flush = 0, time.monotonic()
     threads = threads_in_use()
-    try:
-        for record in _evaluate(ctx, todo):
-            record["threads"] = threads
-            done[record["task"]] = record
-            pending.append(record)
-            if progress:
-                progress(1)
-            if time.monotonic() - last_flush >= interval:
-                partials.write_chunk(
-                    store, ctx.fingerprint, shard, writer, seq, pending
-                )
-                seq, pending, last_flush = seq + 1, [], time.monotonic()
-    except (KeyboardInterrupt, SystemExit):
-        # Stopped between checkpoints (Ctrl-C, SIGTERM): keep what finished.
-        if pending:
-            with contextlib.suppress(Exception):
-                partials.write_chunk(
-                    store, ctx.fingerprint, shard, writer, seq, pending
-                )
-        raise
+    for record in _evaluate(ctx, todo):
+        record["threads"] = threads
+        done[record["task"]] = record
+        pending.append(record)
+        if progress:
+            progress(1)
+        if time.monotonic() - last_flush >= interval:
+            partials.write_chunk(store, ctx.fingerprint, shard, writer, seq, pending)
+            seq, pending, last_flush = seq + 1, [], time.monotonic()
     return done
 
 

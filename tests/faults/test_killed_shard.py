@@ -10,7 +10,6 @@ the reduced results must equal GridSearchCV's.
 from __future__ import annotations
 
 import pathlib
-import re
 import signal
 
 import pytest
@@ -149,43 +148,6 @@ def test_killed_local_run_takes_its_workers_with_it(tmp_path: pathlib.Path) -> N
     run.wait()
 
     assert wait_for_none(path) == []
-    assert cli.main(["run", path, "--quiet"]) == 0
-    expected = GridSearchCV(SVC(), GRID, cv=3).fit(data.X, data.y)
-    assert_same_search(read_outcome(output), expected, data.X)
-
-
-@pytest.mark.parametrize(
-    "command",
-    [
-        ("run-shard", "--index", "0", "--shards", "1", "--workers", "1"),
-        ("run", "--workers", "2"),
-    ],
-    ids=["shard-pod", "local-run-with-two-workers"],
-)
-def test_sigterm_saves_the_tasks_finished_since_the_last_checkpoint(
-    tmp_path: pathlib.Path, command: tuple[str, ...]
-) -> None:
-    """SIGTERM (the kubelet stopping a pod, a user's kill) with no checkpoint
-    due for an hour: every process writes the tasks it finished before it
-    exits, with one line and no traceback, so the next run skips them."""
-    data, output, path = digits_search(tmp_path, shards=2)
-    log = tmp_path / "log"
-    argv = (command[0], path, *command[1:])
-    run = start("-vv", *argv, env={"KUBEGRID_CHECKPOINT_SECONDS": "3600"}, log=log)
-    finished = re.compile(rb"candidate \d+ split \d+: ")
-    wait_until(run, lambda: len(finished.findall(log.read_bytes())) >= 2, "2 tasks")
-    run.send_signal(signal.SIGTERM)
-    run.wait()
-
-    said = log.read_text()
-    assert run.returncode == 128 + signal.SIGTERM, said
-    assert "terminated; finished tasks are kept for the next run" in said
-    assert "Traceback" not in said
-    assert wait_for_none(path) == []
-    saved = list(output.glob("partials/*/chunks/*/*.json"))
-    saved += list(output.glob("partials/*/shard-*.json"))
-    assert saved, "nothing was kept"
-
     assert cli.main(["run", path, "--quiet"]) == 0
     expected = GridSearchCV(SVC(), GRID, cv=3).fit(data.X, data.y)
     assert_same_search(read_outcome(output), expected, data.X)
