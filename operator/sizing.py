@@ -74,9 +74,13 @@ def admit(
             f"{jobs.shard_job_name(name)!r} must fit in 63, so use at most "
             f"{_NAME_LIMIT}",
         )
-    estimators.check_statically(manifest.spec)
-    check_pod(manifest.spec.pod)
-    return manifest, size(manifest.spec)
+    # A random search's candidates are drawn once, for both the checks and
+    # the size.
+    spec = manifest.spec
+    drawn = planning.candidates(spec) if spec.search.type == "random" else None
+    estimators.check_statically(spec, drawn)
+    check_pod(spec.pod)
+    return manifest, size(spec, drawn)
 
 
 def check_pod(pod: specs.Pod) -> None:
@@ -108,11 +112,18 @@ def check_pod(pod: specs.Pod) -> None:
             ) from None
 
 
-def size(spec: specs.GridSearchSpec) -> Sizing:
-    """Candidates, splits and shards, with the runner's limits enforced."""
+def size(
+    spec: specs.GridSearchSpec, candidates: list[dict[str, Any]] | None = None
+) -> Sizing:
+    """Candidates, splits and shards, with the runner's limits enforced.
+
+    ``candidates``: the search's candidates, when the caller has listed them.
+    """
     # planning.candidates applies the empty-grid and maxCandidates checks the
     # runner applies; a grid within the limit is cheap to list.
-    n_candidates = len(planning.candidates(spec))
+    if candidates is None:
+        candidates = planning.candidates(spec)
+    n_candidates = len(candidates)
     n_splits = planning.n_splits_hint(spec)
     n_tasks = None if n_splits is None else n_candidates * n_splits
     return Sizing(n_candidates, n_splits, planning.shard_count(spec, n_tasks))

@@ -339,8 +339,12 @@ def sklearn_catalogue() -> dict[str, type]:
     return catalogue
 
 
-def check_statically(spec: specs.GridSearchSpec) -> None:
+def check_statically(
+    spec: specs.GridSearchSpec, drawn: list[dict[str, Any]] | None = None
+) -> None:
     """Checks that import no user-named module, for the operator.
+
+    ``drawn``: a random search's candidates, when the caller has listed them.
 
     Scorers, seeds and splitter arguments are always checked. Estimator
     classes, parameter names and values are checked only when scikit-learn's
@@ -365,8 +369,8 @@ def check_statically(spec: specs.GridSearchSpec) -> None:
     if all(path in catalogue for path in paths):
         estimator = build(spec.estimator, resolve=lambda path, _: catalogue[path])
         check_grid_names(estimator, spec.param_grid)
-        random = spec.search.type == "random"
-        drawn = planning.candidates(spec) if random else None
+        if drawn is None and spec.search.type == "random":
+            drawn = planning.candidates(spec)
         check_grid_values(estimator, spec.param_grid, drawn)
         check_fixed_values(estimator, spec.estimator, spec.param_grid)
         metrics.check_estimator(spec.scoring, estimator)
