@@ -7,9 +7,9 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test install install-test lint bench
 
+# The venv's bundled pip backtracks into sdists on this stack: upgrade first.
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	# The venv's bundled pip backtracks into sdists on this stack: upgrade first.
 	$(BIN)/pip install --quiet --upgrade pip
 
 install: $(BIN)/python
