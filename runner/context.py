@@ -18,8 +18,8 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.model_selection import GridSearchCV
 
+from kubegrid import arrays, estimators, holdout, metrics, parallel, planning, storage
 from kubegrid import data as datasets
-from kubegrid import estimators, holdout, metrics, parallel, planning, storage
 from kubegrid import spec as specs
 from kubegrid.errors import SpecError
 
@@ -40,6 +40,10 @@ class SearchContext:
     warnings: list[str] = field(default_factory=list)
     # The test rows kept out of the search (spec.dataset.holdout), if any.
     holdout: datasets.Data | None = None
+    # X and y as the tasks fit on them (see kubegrid.arrays); the refit and
+    # the holdout use ``data``.
+    task_X: Any = None
+    task_y: Any = None
 
     @property
     def spec(self) -> specs.GridSearchSpec:
@@ -151,6 +155,17 @@ def prepare(manifest: specs.GridSearch, n_shards: int | None = None) -> SearchCo
     fingerprint = planning.fingerprint(spec, data.checksum, versions)
     for note in notes:
         logger.warning("%s", note)
+    task_X, task_y = arrays.task_inputs(data.X, data.y, estimator, candidate_params)
     return SearchContext(
-        manifest, estimator, data, splits, plan, fingerprint, versions, notes, test
+        manifest,
+        estimator,
+        data,
+        splits,
+        plan,
+        fingerprint,
+        versions,
+        notes,
+        test,
+        task_X,
+        task_y,
     )

@@ -5,8 +5,10 @@ Called by ``kubegrid run-shard`` in a pod and by the local pool of
 the function GridSearchCV calls, so every number, NaN and failure message
 matches what GridSearchCV would produce on the same split.
 
-Two speed-ups keep those numbers unchanged:
+Three speed-ups keep those numbers unchanged:
 
+* tasks fit on the table as an array rather than a DataFrame where no
+  estimator could tell the two apart (:mod:`kubegrid.arrays`);
 * tasks sharing a split and a pipeline prefix fit the prefix once and score
   only the final step per candidate (the same calls Pipeline makes, once);
   where those tasks are divided between processes of one machine, the first
@@ -193,7 +195,7 @@ def run_task(ctx: SearchContext, task: int, scorers: Any) -> partials.Record:
     params = ctx.plan.candidates[candidate]
     train, test = ctx.splits[split]
     out = _score(
-        ctx, task, clone(ctx.estimator), ctx.data.X, params, train, test, scorers
+        ctx, task, clone(ctx.estimator), ctx.task_X, params, train, test, scorers
     )
     return _record(task, candidate, split, out, 0.0)
 
@@ -214,7 +216,7 @@ def _score(
             out: dict[str, Any] = _fit_and_score(
                 estimator,
                 X,
-                ctx.data.y,
+                ctx.task_y,
                 scorer=scorers,
                 train=train,
                 test=test,
@@ -381,10 +383,10 @@ def _prefix_output(
         prefix.set_params(
             **{k: v for k, v in params.items() if not k.startswith(marker)}
         )
-        X_train = _safe_indexing(ctx.data.X, train)
-        y_train = _safe_indexing(ctx.data.y, train)
+        X_train = _safe_indexing(ctx.task_X, train)
+        y_train = _safe_indexing(ctx.task_y, train)
         fitted_train = prefix.fit_transform(X_train, y_train)
-        fitted_test = prefix.transform(_safe_indexing(ctx.data.X, test))
+        fitted_test = prefix.transform(_safe_indexing(ctx.task_X, test))
     except Exception:
         return None
     if not (
