@@ -10,11 +10,12 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import pathlib
+import threading
 
 import numpy as np
 import pytest
 
-from kubegrid import context, local, parallel, reducer, results
+from kubegrid import context, execution, local, parallel, reducer, results
 from kubegrid import spec as specs
 from tests.engine.searches import manifest, write_dataset
 
@@ -42,6 +43,24 @@ def test_fits_get_the_cpus_their_worker_leaves_and_say_so(
     assert np.all(np.asarray(table["n_threads"]) == expected)
     assert summary["threads"]["fit"] == expected
     assert 1 <= summary["threads"]["refit"] <= parallel.cpus()
+    # Each fit's peak memory is there too, for sizing resources.limits.memory.
+    peaks = np.asarray(table["max_peak_memory_mb"])
+    assert peaks.shape == (len(table["params"]),) and np.all(peaks > 10)
+
+
+def test_peak_memory_is_the_whole_processs_high_water_mark() -> None:
+    """Read from a task's thread, it still counts what every thread allocated."""
+    before = execution.peak_memory_mb()
+    seen: list[float] = []
+
+    def allocate() -> None:
+        block = np.ones(int(before + 40) * 2**20 // 8)  # 40 MiB above the peak
+        seen.append(float(block.sum()))
+
+    worker = threading.Thread(target=allocate)
+    worker.start()
+    worker.join()
+    assert seen and execution.peak_memory_mb() >= before + 40
 
 
 def test_progress_from_worker_processes_counts_every_task_once(
