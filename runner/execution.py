@@ -47,6 +47,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 from kubegrid import parallel, partials, planning, prefixes
 from kubegrid.context import SearchContext
 from kubegrid.errors import FitError, UserError
+from kubegrid.storage import Store
 
 logger = logging.getLogger(__name__)
 
@@ -64,9 +65,12 @@ def run_shard(
     shard: int,
     progress: Progress | None = None,
     workers: int = 1,
+    survey: partials.Survey | None = None,
 ) -> dict[str, Any]:
     """Run every task of ``shard`` not already done; publish the shard's results.
 
+    ``survey`` is the search's partial files as listed by a caller that runs
+    every shard itself; without it the shard marks its plan and lists its own.
     Returns a small report: tasks run, skipped and failed, and seconds spent.
     """
     store = ctx.output()
@@ -75,17 +79,23 @@ def run_shard(
 
     # Work a previous attempt finished is kept, never redone, even when that
     # attempt cut the search into other shards.
-    other_plans = partials.mark_plan(store, ctx.fingerprint, ctx.plan.id)
-    own, problems = partials.read_records(store, ctx.fingerprint, shard)
+    if survey is None:
+        other_plans = partials.mark_plan(store, ctx.fingerprint, ctx.plan.id)
+        own_keys = None
+    else:
+        other_plans, own_keys = survey.other_plans, survey.shard_keys(shard)
+    own, problems = partials.read_records(store, ctx.fingerprint, shard, own_keys)
     done = dict(own)
     if other_plans:
-        everywhere, more = partials.read_records(store, ctx.fingerprint)
+        everywhere, more = partials.read_records(
+            store, ctx.fingerprint, keys=survey.keys if survey else None
+        )
         done.update(everywhere)
         problems += more
     for problem in problems:
         logger.warning("shard %d: %s", shard, problem)
     todo = [t for t in task_ids if t not in done]
-    if not todo and store.exists(partials.shard_key(ctx.fingerprint, shard)):
+    if not todo and _published(store, ctx.fingerprint, shard, survey):
         logger.info("shard %d: all %d tasks already done", shard, len(task_ids))
         return _report(shard, task_ids, 0, done, started)
     if progress and len(task_ids) > len(todo):
@@ -101,11 +111,13 @@ def run_shard(
     # way BLAS and OpenMP get at most the container's CPUs, not the node's:
     # left to itself OpenBLAS starts a thread per core of the machine. A
     # caller's tighter limit (a local worker's share) stands.
-    if workers > 1 and len(todo) > 1:
+    written: list[str] = []
+    forked = workers > 1 and len(todo) > 1
+    if forked:
         done.update(_run_forked(ctx, shard, todo, workers))
     else:
         with threadpool_limits(min(parallel.cpus(), threads_in_use())):
-            done.update(run_tasks(ctx, shard, todo, progress))
+            done.update(run_tasks(ctx, shard, todo, progress, written))
 
     # Publish the whole shard in task order, in one atomic write. It replaces
     # the files named after this shard, so what they held for other tasks (an
@@ -113,14 +125,31 @@ def run_shard(
     mine = set(task_ids)
     kept = {t: r for t, r in own.items() if t not in mine}
     records = [done[t] for t in sorted(mine)] + [kept[t] for t in sorted(kept)]
-    partials.write_shard(store, ctx.fingerprint, shard, records)
+    # Checkpoints are dropped by name when every writer's are known: those
+    # listed before this run and this process's own.
+    chunks = survey.chunks(shard) + written if survey and not forked else None
+    partials.write_shard(store, ctx.fingerprint, shard, records, chunks)
     return _report(shard, task_ids, len(todo), done, started)
 
 
+def _published(
+    store: Store, fingerprint: str, shard: int, survey: partials.Survey | None
+) -> bool:
+    key = partials.shard_key(fingerprint, shard)
+    return key in survey.keys if survey else store.exists(key)
+
+
 def run_tasks(
-    ctx: SearchContext, shard: int, todo: list[int], progress: Progress | None = None
+    ctx: SearchContext,
+    shard: int,
+    todo: list[int],
+    progress: Progress | None = None,
+    written: list[str] | None = None,
 ) -> dict[int, partials.Record]:
-    """Run ``todo`` in order, checkpointing so a kill loses seconds, not the shard."""
+    """Run ``todo`` in order, checkpointing so a kill loses seconds, not the shard.
+
+    The keys of the checkpoints are appended to ``written``, when given.
+    """
     store = ctx.output()
     writer = uuid.uuid4().hex[:12]
     done: dict[int, partials.Record] = {}
@@ -136,6 +165,8 @@ def run_tasks(
             progress(1)
         if time.monotonic() - last_flush >= interval:
             partials.write_chunk(store, ctx.fingerprint, shard, writer, seq, pending)
+            if written is not None:
+                written.append(partials.chunk_key(ctx.fingerprint, shard, writer, seq))
             seq, pending, last_flush = seq + 1, [], time.monotonic()
     return done
 

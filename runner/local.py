@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from kubegrid import execution, parallel, prefixes
+from kubegrid import execution, parallel, partials, prefixes
 from kubegrid.context import SearchContext
 
 logger = logging.getLogger(__name__)
@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 # Set in the parent before forking; read by the workers it forks.
 _context: SearchContext | None = None
 _events: Any = None
+_survey: partials.Survey | None = None
 
 
 def default_workers(ctx: SearchContext) -> int:
@@ -56,8 +57,11 @@ def _run_shards(
     workers: int,
     on_progress: Callable[[int, int], None] | None,
 ) -> None:
-    global _context, _events
+    global _context, _events, _survey
     total = ctx.plan.n_tasks
+    # Every shard runs on this machine: the plan is marked and the partial
+    # files listed once, here, instead of by each shard.
+    survey = partials.survey(ctx.output(), ctx.fingerprint, ctx.plan.id)
     if workers == 1:
         done = 0
 
@@ -72,7 +76,7 @@ def _run_shards(
         # next. The cache holds only such units, so it costs next to nothing.
         with prefixes.shared():
             for shard in shards:
-                execution.run_shard(ctx, shard, bump)
+                execution.run_shard(ctx, shard, bump, survey=survey)
         return
 
     # Fork workers from this process so they inherit the loaded data and the
@@ -80,7 +84,7 @@ def _run_shards(
     # once. Two levels of parallelism must not multiply: each worker gets its
     # share of the cores for BLAS and OpenMP.
     fork = multiprocessing.get_context("fork")
-    _context, _events = ctx, fork.SimpleQueue()
+    _context, _events, _survey = ctx, fork.SimpleQueue(), survey
     threads = max(1, parallel.cpus() // workers)
     try:
         with (
@@ -116,7 +120,7 @@ def _run_shards(
             drain()  # a shard queues its progress before it returns
             pending.get()  # re-raises a worker's error here
     finally:
-        _context, _events = None, None
+        _context, _events, _survey = None, None, None
 
 
 def _load_reduce_stage() -> None:
@@ -141,4 +145,6 @@ def _drain(events: Any) -> int:
 def _run_one(shard: int) -> dict[str, Any]:
     assert _context is not None
     events = _events
-    return execution.run_shard(_context, shard, events.put if events else None)
+    return execution.run_shard(
+        _context, shard, events.put if events else None, survey=_survey
+    )

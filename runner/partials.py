@@ -17,7 +17,9 @@ Sharding is not part of a search's identity: a search resumed with another
 shard count finds its finished tasks in files of the old numbering. Each
 shard marks its plan, and reads only its own files unless another plan has
 written here too; publishing shard 3 replaces the files named shard 3, so it
-carries over every record they held.
+carries over every record they held. A machine that runs every shard itself
+(``kubegrid run``) marks the plan and lists the files once for all of them
+(:class:`Survey`): a shard then costs one write, not six requests.
 
 Each file starts with a header line carrying the sha256 of the JSON body that
 follows, so a truncated or altered file is detected, named, and its tasks run
@@ -30,6 +32,7 @@ import hashlib
 import json
 import logging
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 from kubegrid.errors import ResultsError
@@ -84,12 +87,19 @@ def write_chunk(
 
 
 def write_shard(
-    store: Store, fingerprint: str, shard: int, records: list[Record]
+    store: Store,
+    fingerprint: str,
+    shard: int,
+    records: list[Record],
+    chunks: list[str] | None = None,
 ) -> None:
-    """Publish a finished shard, then drop its checkpoints."""
+    """Publish a finished shard, then drop its checkpoints: ``chunks`` when
+    the caller knows them all, else whatever a listing finds."""
     body = {"fingerprint": fingerprint, "shard": shard, "records": records}
     store.write(shard_key(fingerprint, shard), encode(body))
-    for key in store.list(f"partials/{fingerprint}/chunks/shard-{shard:05d}/"):
+    if chunks is None:
+        chunks = store.list(_chunk_prefix(fingerprint, shard))
+    for key in chunks:
         store.delete(key)
 
 
@@ -100,32 +110,76 @@ def mark_plan(store: Store, fingerprint: str, plan_id: str) -> bool:
     return any(key != prefix + plan_id for key in store.list(prefix))
 
 
+@dataclass(frozen=True)
+class Survey:
+    """The partial files of a search, listed once by a machine that runs
+    every shard itself, so that no shard lists or marks anything again.
+
+    Only the shards of that one run write here meanwhile; each adds its own
+    checkpoints to what the survey found.
+    """
+
+    fingerprint: str
+    other_plans: bool
+    keys: list[str]
+
+    def shard_keys(self, shard: int) -> list[str]:
+        """The shard's published file and its checkpoints, as listed."""
+        published = shard_key(self.fingerprint, shard)
+        chunks = _chunk_prefix(self.fingerprint, shard)
+        return [k for k in self.keys if k == published or k.startswith(chunks)]
+
+    def chunks(self, shard: int) -> list[str]:
+        prefix = _chunk_prefix(self.fingerprint, shard)
+        return [k for k in self.keys if k.startswith(prefix)]
+
+
+def survey(store: Store, fingerprint: str, plan_id: str) -> Survey:
+    """Mark the plan and list the search's partials, in two requests."""
+    plans = f"partials/{fingerprint}/plans/"
+    store.write(plans + plan_id, b"")
+    keys = store.list(f"partials/{fingerprint}/")
+    other_plans = any(k.startswith(plans) and k != plans + plan_id for k in keys)
+    files = [k for k in keys if k.endswith(".json")]
+    return Survey(fingerprint, other_plans, files)
+
+
+def _chunk_prefix(fingerprint: str, shard: int) -> str:
+    return f"partials/{fingerprint}/chunks/shard-{shard:05d}/"
+
+
 def read_records(
-    store: Store, fingerprint: str, shard: int | None = None
+    store: Store,
+    fingerprint: str,
+    shard: int | None = None,
+    keys: list[str] | None = None,
 ) -> tuple[dict[int, Record], list[str]]:
-    """Every readable record by task id, from one shard's files or all, and
-    the problems.
+    """Every readable record by task id, from one shard's files or all (or
+    from ``keys`` when they were listed already), and the problems.
 
     Unreadable files are logged, deleted and skipped: their tasks then count as
     not done, so they are run again instead of poisoning the results. Each
     problem names the file and what was wrong with it.
     """
-    # One shard lists only its own keys: a pod of a large search must not
-    # page through every other shard's files to find its own.
-    if shard is None:
-        keys = store.list(f"partials/{fingerprint}/")
-        keys = [k for k in keys if k.endswith(".json")]
-    else:
-        name = f"shard-{shard:05d}"
-        keys = store.list(f"partials/{fingerprint}/{name}") + store.list(
-            f"partials/{fingerprint}/chunks/{name}/"
-        )
+    if keys is None:
+        keys = _listed(store, fingerprint, shard)
     records: dict[int, Record] = {}
     problems: list[str] = []
     for key in keys:
         for record in _read_file(store, key, problems):
             records.setdefault(int(record["task"]), record)
     return records, problems
+
+
+def _listed(store: Store, fingerprint: str, shard: int | None) -> list[str]:
+    # One shard lists only its own keys: a pod of a large search must not
+    # page through every other shard's files to find its own.
+    if shard is None:
+        return [
+            k for k in store.list(f"partials/{fingerprint}/") if k.endswith(".json")
+        ]
+    published = store.list(shard_key(fingerprint, shard).removesuffix(".json"))
+    return published + store.list(_chunk_prefix(fingerprint, shard))
 
 
 def _read_file(store: Store, key: str, problems: list[str]) -> list[Record]:

@@ -20,7 +20,7 @@ import pytest
 from sklearn.model_selection import GridSearchCV
 from sklearn.svm import SVC
 
-from kubegrid import cli, context, execution, partials, reducer
+from kubegrid import cli, context, execution, local, partials, reducer, storage
 from kubegrid import spec as specs
 from kubegrid.context import SearchContext
 from kubegrid.errors import ResultsError
@@ -126,6 +126,47 @@ def test_checkpointed_tasks_are_kept_when_the_shard_file_is_lost(
     # Fit times are measured afresh on every fit: equal ones were not refitted.
     assert republished[:2] == kept
     assert not list((search.output / "partials").rglob("chunks/*/*.json"))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_local_run_lists_partials_once_and_keeps_what_was_done(
+    search: Search, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    """``kubegrid run`` marks the plan and lists the partial files once for
+    all its shards, yet keeps a published shard as it was, keeps a killed
+    run's checkpointed tasks, and drops their checkpoint files."""
+    ctx = search.prepare()
+    execution.run_shard(ctx, 0)
+    execution.run_shard(ctx, 1)
+    finished = search.shard_file(ctx, 0).read_bytes()
+    lost = search.shard_file(ctx, 1)
+    records = partials.decode(lost.read_bytes(), str(lost))["records"]
+    lost.unlink()
+    kept = records[:2]
+    partials.write_chunk(ctx.output(), ctx.fingerprint, 1, "killedpod000", 0, kept)
+    # Listings are logged to a file: forked workers list in their own memory.
+    log = search.output.parent / "listings.txt"
+    real_list = storage.LocalStore.list
+
+    def logging_list(self: storage.LocalStore, prefix: str) -> list[str]:
+        with log.open("a") as handle:
+            handle.write(prefix + "\n")
+        return real_list(self, prefix)
+
+    monkeypatch.setattr(storage.LocalStore, "list", logging_list)
+
+    summary = local.run(search.prepare(), workers)
+
+    # One listing before the shards, one by the reducer: none per shard.
+    listed = log.read_text().splitlines()
+    assert [p for p in listed if p.startswith("partials/")] == [
+        f"partials/{ctx.fingerprint}/"
+    ] * 2
+    assert search.shard_file(ctx, 0).read_bytes() == finished
+    republished = partials.decode(lost.read_bytes(), str(lost))["records"]
+    assert republished[:2] == kept
+    assert not list((search.output / "partials").rglob("chunks/*/*.json"))
+    assert summary["bestScore"] == search.expected().best_score_
 
 
 def truncate(path: pathlib.Path) -> None:
