@@ -86,12 +86,27 @@ def _sha256(path: Path, uri: str) -> str:
 def _parse(path: Path, uri: str, fmt: str) -> pd.DataFrame:
     try:
         if fmt == "parquet":
-            return pd.read_parquet(path)
+            frame = pd.read_parquet(path)
+            _release_arrow_memory()
+            return frame
         return pd.read_csv(path)
     except Exception as exc:
         raise DataError(
             "spec.dataset.uri", f"cannot read {uri} as {fmt}: {exc}"
         ) from None
+
+
+def _release_arrow_memory() -> None:
+    """Hand back to the system the pages Arrow's allocator kept after reading.
+
+    Arrow's allocator holds on to the memory of the table a Parquet file was
+    decoded into even once pandas has taken the columns it needs: for a table
+    of N bytes the process stays about 3 N above where it started instead of
+    N, and every forked worker inherits those pages.
+    """
+    import pyarrow as pa  # already imported by pandas' Parquet reader
+
+    pa.default_memory_pool().release_unused()
 
 
 def load(spec: specs.GridSearchSpec) -> Data:
