@@ -17,7 +17,8 @@ Sharding is not part of a search's identity: a search resumed with another
 shard count finds its finished tasks in files of the old numbering. Each
 shard marks its plan, and reads only its own files unless another plan has
 written here too; publishing shard 3 replaces the files named shard 3, so it
-carries over every record they held. A machine that runs every shard itself
+carries over every record they held, and a reader that finds a listed file
+gone lists again to find where its records went. A machine that runs every shard itself
 (``kubegrid run``) marks the plan and lists the files once for all of them
 (:class:`Survey`): a shard then costs one write, not six requests.
 
@@ -165,10 +166,26 @@ def read_records(
         keys = _listed(store, fingerprint, shard)
     records: dict[int, Record] = {}
     problems: list[str] = []
-    for key in keys:
-        for record in _read_file(store, key, problems):
-            records.setdefault(int(record["task"]), record)
+    read: set[str] = set()
+    # A shard that finishes publishes its file, then drops the checkpoints of
+    # its number, whatever plan wrote them: a checkpoint gone since the
+    # listing means its records now sit in a file the listing predates, so
+    # list again. Each pass reads only new files; a few passes always do.
+    for _ in range(_MAX_LISTINGS):
+        vanished = False
+        for key in keys:
+            got = _read_file(store, key, problems)
+            read.add(key)
+            vanished |= got is None
+            for record in got or ():
+                records.setdefault(int(record["task"]), record)
+        if not vanished:
+            break
+        keys = [k for k in _listed(store, fingerprint, shard) if k not in read]
     return records, problems
+
+
+_MAX_LISTINGS = 3
 
 
 def _listed(store: Store, fingerprint: str, shard: int | None) -> list[str]:
@@ -182,12 +199,13 @@ def _listed(store: Store, fingerprint: str, shard: int | None) -> list[str]:
     return published + store.list(_chunk_prefix(fingerprint, shard))
 
 
-def _read_file(store: Store, key: str, problems: list[str]) -> list[Record]:
+def _read_file(store: Store, key: str, problems: list[str]) -> list[Record] | None:
+    """The file's records; None when it is gone, [] when it was unreadable."""
     where = f"{store.uri.rstrip('/')}/{key}"
     try:
         body = decode(store.read(key), where)
     except NotFound:
-        return []  # dropped by a finishing writer between list and read
+        return None
     except (ResultsError, ValueError) as exc:
         logger.warning("deleting %s, its tasks will run again: %s", key, exc)
         problems.append(str(exc))

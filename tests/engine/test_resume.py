@@ -301,3 +301,34 @@ def test_a_rerun_cut_into_other_shards_runs_only_what_is_missing(
     ]
     assert sum(ran) == lost_tasks
     assert_same_search(read_outcome(after.output), after.expected(), after.data.X)
+
+
+def test_checkpoints_of_another_shard_count_survive_a_local_rerun(
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A run killed before any shard finished leaves only checkpoints; a rerun
+    cut into other shards keeps every task they hold, even as its first shards
+    publish and drop the old checkpoints that carry their numbers."""
+    before = make_search(tmp_path)
+    old = before.prepare()
+    run_all_shards(old)
+    store = old.output()
+    for shard in range(old.plan.n_shards):
+        published = before.shard_file(old, shard)
+        records = partials.decode(published.read_bytes(), str(published))["records"]
+        partials.write_chunk(store, old.fingerprint, shard, "killed000000", 0, records)
+        published.unlink()
+    after = make_search(tmp_path, sharding={"shards": 5})
+
+    with caplog.at_level("INFO", logger="kubegrid.execution"):
+        code = cli.main(["run", str(after.path), "--quiet", "--workers", "1"])
+
+    assert code == 0
+    ran = [
+        int(line.split(": ")[1].split()[0])
+        for line in caplog.messages
+        if "tasks to run" in line
+    ]
+    assert ran and sum(ran) == 0, caplog.messages
+    assert not list((after.output / "partials").rglob("chunks/*/*.json"))
+    assert_same_search(read_outcome(after.output), after.expected(), after.data.X)
