@@ -114,14 +114,18 @@ def _reads_no_columns(
 
 
 def _values(fixed: Iterable[Any], candidates: list[dict[str, Any]]) -> Iterator[Any]:
-    """Every parameter value of the search, lists and tuples opened up."""
+    """Every parameter value of the search, containers opened up: a
+    mapping's keys count as values (``monotonic_cst={"age": 1}``)."""
     pending = list(fixed)
     for params in candidates:
         pending.extend(params.values())
     while pending:
         value = pending.pop()
-        if isinstance(value, (list, tuple)):
+        if isinstance(value, (list, tuple, set, frozenset)):
             pending.extend(value)
+        elif isinstance(value, dict):
+            pending.extend(value)
+            pending.extend(value.values())
         elif isinstance(value, BaseEstimator):
             pending.extend(value.get_params(deep=True).values())
             yield value

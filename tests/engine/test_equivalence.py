@@ -18,6 +18,7 @@ import joblib
 import numpy as np
 import pytest
 from scipy.stats import loguniform, randint
+from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import (
     GridSearchCV,
@@ -268,6 +269,26 @@ def ridge_time_series_on_diabetes(folder: pathlib.Path) -> Case:
     return Case(data, document, search)
 
 
+def boosting_with_named_constraints_on_diabetes(folder: pathlib.Path) -> Case:
+    """Columns named as the keys of a searched mapping: the fits must see the
+    DataFrame's column names, as GridSearchCV's do."""
+    data = write_dataset(folder, "diabetes")
+    params = {"random_state": 0, "max_iter": 15}
+    grid = {"monotonic_cst": [None, {"bmi": 1, "s5": 1}]}
+    document = manifest(
+        data,
+        folder / "out",
+        estimator={
+            "class": "sklearn.ensemble.HistGradientBoostingRegressor",
+            "params": params,
+        },
+        param_grid=grid,
+        cv=3,
+    )
+    search = GridSearchCV(HistGradientBoostingRegressor(**params), grid, cv=3)
+    return Case(data, document, search)
+
+
 CASES = [
     svc_on_digits,
     logistic_multimetric_on_breast_cancer,
@@ -303,6 +324,7 @@ CASES = [
         RepeatedStratifiedKFold(n_splits=3, n_repeats=2, random_state=11),
     ),
     ridge_time_series_on_diabetes,
+    boosting_with_named_constraints_on_diabetes,
 ]
 
 

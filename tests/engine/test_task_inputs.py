@@ -117,6 +117,17 @@ class _ElsewhereEstimator(BaseEstimator):
             HistGradientBoostingClassifier(),
             [{"categorical_features": None}, {"categorical_features": ["f2"]}],
         ),
+        # A column named as a key of a mapping, fixed or searched.
+        (
+            _frame("float64"),
+            HistGradientBoostingClassifier(monotonic_cst={"f1": 1}),
+            [{}],
+        ),
+        (
+            _frame("float64"),
+            HistGradientBoostingClassifier(),
+            [{"monotonic_cst": None}, {"monotonic_cst": {"f0": 1, "f3": -1}}],
+        ),
         # Selecting columns is what ColumnTransformer is for.
         (
             _frame("float64"),
@@ -141,6 +152,8 @@ class _ElsewhereEstimator(BaseEstimator):
         "mixed-dtypes",
         "fixed-column-name",
         "searched-column-name",
+        "fixed-column-name-as-a-key",
+        "searched-column-name-as-a-key",
         "column-transformer",
         "precomputed",
         "other-library",
