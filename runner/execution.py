@@ -44,7 +44,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils import _safe_indexing
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from kubegrid import parallel, partials, planning, prefixes
+from kubegrid import arrays, parallel, partials, planning, prefixes
 from kubegrid.context import SearchContext
 from kubegrid.errors import FitError, UserError
 from kubegrid.storage import Store
@@ -379,7 +379,7 @@ def _cached_prefix_output(
         Xt = prefixes.load(name)
         # A hit records the read alone: the fit is in the fitter's records.
         if Xt is not None:
-            return Xt, time.perf_counter() - started
+            return with_row_layout(Xt), time.perf_counter() - started
         found = _timed_prefix_output(ctx, params, split)
         if found is not None:
             prefixes.store(name, found[0])
@@ -424,8 +424,30 @@ def _prefix_output(
         isinstance(fitted_train, np.ndarray) and isinstance(fitted_test, np.ndarray)
     ):
         return None
-    Xt = np.zeros((ctx.data.n_samples, *fitted_train.shape[1:]), fitted_train.dtype)
+
+    # The final step gets each split's rows in the memory layout Pipeline
+    # would hand it: BLAS sums in an order that follows the layout, so a
+    # row-major copy of a column-major output moves scores in the last bit.
+    order = _layout(fitted_train)
+    if order is None or order != _layout(fitted_test):
+        return None
+    shape = (ctx.data.n_samples, *fitted_train.shape[1:])
+    Xt = np.zeros(shape, fitted_train.dtype, order=order)
     Xt[train], Xt[test] = fitted_train, fitted_test
+    return with_row_layout(Xt)
+
+
+def _layout(array: np.ndarray) -> str | None:
+    """ "C" or "F", the order rows taken from ``array`` keep; None for neither."""
+    if array.flags.c_contiguous:
+        return "C"
+    return "F" if array.flags.f_contiguous else None
+
+
+def with_row_layout(Xt: np.ndarray) -> np.ndarray:
+    """``Xt`` such that the rows a task selects keep its memory layout."""
+    if Xt.ndim == 2 and Xt.flags.f_contiguous and not Xt.flags.c_contiguous:
+        return Xt.view(arrays.ColumnMajorRows)
     return Xt
 
 

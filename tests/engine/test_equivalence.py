@@ -269,6 +269,31 @@ def ridge_time_series_on_diabetes(folder: pathlib.Path) -> Case:
     return Case(data, document, search)
 
 
+def scaled_ridge_sharing_its_prefix_on_diabetes(folder: pathlib.Path) -> Case:
+    """The scaler is fitted once per split and its output reused: the final
+    step must get it in the memory layout Pipeline would give it, since
+    Ridge's sums follow the layout to the last bit."""
+    data = write_dataset(folder, "diabetes")
+    grid = {"r__alpha": [0.1, 1.0, 10.0]}
+    document = manifest(
+        data,
+        folder / "out",
+        estimator={
+            "pipeline": [
+                {"name": "s", "class": "sklearn.preprocessing.StandardScaler"},
+                {"name": "r", "class": "sklearn.linear_model.Ridge"},
+            ]
+        },
+        param_grid=grid,
+        cv=5,
+        # Units cut between shards: some candidates read the scaler's output
+        # back from the machine's cache.
+        sharding={"shards": 7},
+    )
+    pipeline = Pipeline([("s", StandardScaler()), ("r", Ridge())])
+    return Case(data, document, GridSearchCV(pipeline, grid, cv=5))
+
+
 def boosting_with_named_constraints_on_diabetes(folder: pathlib.Path) -> Case:
     """Columns named as the keys of a searched mapping: the fits must see the
     DataFrame's column names, as GridSearchCV's do."""
@@ -325,6 +350,7 @@ CASES = [
     ),
     ridge_time_series_on_diabetes,
     boosting_with_named_constraints_on_diabetes,
+    scaled_ridge_sharing_its_prefix_on_diabetes,
 ]
 
 
