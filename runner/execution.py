@@ -35,7 +35,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from sklearn.base import clone
@@ -437,7 +437,7 @@ def _prefix_output(
     return with_row_layout(Xt)
 
 
-def _layout(array: np.ndarray) -> str | None:
+def _layout(array: np.ndarray) -> Literal["C", "F"] | None:
     """ "C" or "F", the order rows taken from ``array`` keep; None for neither."""
     if array.flags.c_contiguous:
         return "C"
