@@ -128,6 +128,7 @@ def prepare(manifest: specs.GridSearch, n_shards: int | None = None) -> SearchCo
     # The data: columns must exist and suit the estimator before any fit.
     data = datasets.load(spec)
     datasets.check_fits_estimator(data, estimator)
+    datasets.check_target_fits_estimator(data, estimator)
     datasets.check_missing_values(data, estimator)
 
     # The test rows leave here, in every process alike: nothing below sees them.

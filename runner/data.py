@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, is_classifier
+from sklearn.base import BaseEstimator, is_classifier, is_regressor
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
+from sklearn.utils.multiclass import type_of_target
 
 from kubegrid import samples, storage
 from kubegrid import spec as specs
@@ -208,15 +209,55 @@ def check_fits_estimator(data: Data, estimator: BaseEstimator) -> None:
     numeric = data.X.select_dtypes(include=["number", "bool"]).columns
     others = [c for c in data.X.columns if c not in numeric]
     if others:
-        sample = data.X[others[0]].dropna().astype(str).head(1).tolist()
-        example = sample[0] if sample else ""
+        row, example = _first_text(data.X[others[0]])
         raise DataError(
             "spec.dataset.features",
-            f"column {others[0]!r} is not numeric (for example {example!r})"
+            f"column {others[0]!r} is not numeric (row {row}: {example!r})"
             f"{f' and so are {others[1:6]}' if len(others) > 1 else ''}; "
             f"{_first_step(estimator)} needs numbers: drop it from dataset.features "
             "or encode it in a pipeline (a ColumnTransformer with a OneHotEncoder)",
         )
+
+
+def _first_text(column: pd.Series) -> tuple[int, str]:
+    """The first value of a column that is not a number, and its row: the one
+    that made the whole column text."""
+    present = column.dropna()
+    numbers = pd.to_numeric(present.astype(str), errors="coerce")
+    text = present[numbers.isna()]
+    shown = text if len(text) else present
+    if not len(shown):
+        return 0, ""
+    return column.index.get_loc(shown.index[0]), str(shown.iloc[0])
+
+
+def check_target_fits_estimator(data: Data, estimator: BaseEstimator) -> None:
+    """Reject a target of the wrong kind for scikit-learn's own estimators:
+    text for a regressor, continuous numbers for a classifier. Every fit
+    would fail on it."""
+    final = estimator.steps[-1][1] if isinstance(estimator, Pipeline) else estimator
+    if not type(final).__module__.startswith("sklearn."):
+        return  # another library's estimator may encode its target itself
+    y = data.y
+    name, kind = type(final).__name__, None
+    if is_regressor(final) and not _numeric(y):
+        row, text = _first_text(y)
+        kind = f"holds text (row {row}: {text!r})"
+        fix = "choose a classifier for labels, or a numeric target column"
+    elif is_classifier(final) and type_of_target(y) == "continuous":
+        values = y.to_numpy()
+        row = int(np.flatnonzero(values % 1 != 0)[0])
+        kind = f"holds continuous values (row {row}: {values[row].item()!r})"
+        fix = "choose a regressor, or a target of class labels"
+    if kind is not None:
+        raise DataError(
+            "spec.dataset.target",
+            f"column {y.name!r} {kind}, which {name} cannot learn; {fix}",
+        )
+
+
+def _numeric(y: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y)
 
 
 def check_missing_values(data: Data, estimator: BaseEstimator) -> None:

@@ -366,9 +366,12 @@ def check_estimator(
             field += ".responseMethod"
         has = [m for m in RESPONSE_METHODS if hasattr(estimator, m)]
         name = _final_name(estimator)
+        # A single scorer's key is "score"; the manifest calls it by its name.
+        entry = entries(scoring)[key]
+        label = entry if isinstance(entry, str) else key
         raise SpecError(
             field,
-            f"{key!r} reads {' or '.join(methods)}, which {name} does not have "
+            f"{label!r} reads {' or '.join(methods)}, which {name} does not have "
             f"(it has {', '.join(has) or 'none of them'}); choose a metric or "
             "responseMethod it offers, or an estimator that has it",
         )

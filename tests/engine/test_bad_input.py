@@ -115,6 +115,19 @@ def with_float_target(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def with_one_text_cell(frame: pd.DataFrame) -> pd.DataFrame:
+    """A numeric column turned to text by one cell a spreadsheet left."""
+    column = frame.columns[2]
+    frame[column] = frame[column].astype(object)
+    frame.loc[7, column] = "n/a?"
+    return frame
+
+
+def with_text_target(frame: pd.DataFrame) -> pd.DataFrame:
+    frame["target"] = np.array(["setosa", "versicolor", "virginica"])[frame["target"]]
+    return frame
+
+
 def with_group_column(frame: pd.DataFrame) -> pd.DataFrame:
     frame["group"] = frame.index % 5
     return frame
@@ -219,6 +232,43 @@ MISTAKES = [
         "spec.dataset.features",
         ("'colour'", "not numeric", "OneHotEncoder"),
         data=with_text_column,
+    ),
+    Mistake(
+        "one-text-cell-in-a-numeric-column",
+        no_edit,
+        "spec.dataset.features",
+        ("'petal length (cm)' is not numeric (row 7: 'n/a?')",),
+        data=with_one_text_cell,
+    ),
+    Mistake(
+        "text-target-for-a-regressor",
+        both(
+            nested_edit("estimator.class", "sklearn.svm.SVR"),
+            spec_edit(paramGrid={"C": [0.1, 1.0]}, scoring="r2"),
+        ),
+        "spec.dataset.target",
+        ("'target' holds text (row 0: 'setosa')", "SVR", "choose a classifier"),
+        data=with_text_target,
+    ),
+    Mistake(
+        "continuous-target-for-a-classifier",
+        no_edit,
+        "spec.dataset.target",
+        ("'target' holds continuous values (row 0: 0.5)", "SVC", "choose a regressor"),
+        data=with_float_target,
+    ),
+    Mistake(
+        "single-scorer-the-estimator-cannot-feed",
+        both(
+            spec_edit(
+                estimator={"class": "sklearn.linear_model.Ridge"},
+                paramGrid={"alpha": [0.1, 1.0]},
+                scoring="roc_auc",
+            ),
+        ),
+        "spec.scoring",
+        ("'roc_auc' reads", "Ridge does not have"),
+        data=with_float_target,
     ),
     Mistake(
         "target-with-missing-values",
