@@ -64,6 +64,55 @@ class ColumnMajorRows(np.ndarray):
         return got
 
 
+class SplitRows(np.ndarray):
+    """A pipeline prefix's output for every row, fitted on one split.
+
+    Asked for the split's training or test rows (by the very index arrays the
+    split holds), it hands back a copy of what the prefix returned for them,
+    in the same memory layout, as Pipeline passes it to its final step. A
+    fitted scaler keeps the column-major layout of its input while PCA's
+    ``transform`` returns a row-major array and its ``fit_transform`` a
+    column-major one; BLAS sums in an order that follows the layout, so any
+    one layout for both would move some scores in the last bit. Other
+    selections come from the array itself.
+    """
+
+    parts: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
+
+    @classmethod
+    def of(cls, n_rows: int, *parts: tuple[np.ndarray, np.ndarray]) -> SplitRows:
+        """The rows' values from ``parts``, pairs of (row indices, values)."""
+        # Contiguous copies, so that every process, and the copy in the
+        # machine's cache, holds the same layout for each part.
+        parts = tuple((rows, values.copy(order="K")) for rows, values in parts)
+        first = parts[0][1]
+        whole = np.zeros((n_rows, *first.shape[1:]), first.dtype)
+        for rows, values in parts:
+            whole[rows] = values
+        out = whole.view(cls)
+        out.parts = parts
+        return out
+
+    def __getitem__(self, key: Any) -> Any:
+        rows = key[0] if isinstance(key, tuple) and len(key) == 2 else key
+        if isinstance(key, tuple) and (len(key) != 2 or key[1] is not Ellipsis):
+            rows = None
+        for known, values in self.parts:
+            if rows is known or _same_rows(rows, known):
+                # A copy: a final step may change its input in place.
+                return values.copy(order="K")
+        return self.view(np.ndarray)[key]
+
+
+def _same_rows(rows: Any, known: np.ndarray) -> bool:
+    return (
+        isinstance(rows, np.ndarray)
+        and rows.shape == known.shape
+        and rows.dtype.kind in "iu"
+        and bool(np.array_equal(rows, known))
+    )
+
+
 def task_inputs(
     X: pd.DataFrame,
     y: pd.Series,

@@ -35,7 +35,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from sklearn.base import clone
@@ -361,7 +361,7 @@ def _with_shared_prefix(
 
 def _cached_prefix_output(
     ctx: SearchContext, params: dict[str, Any], split: int
-) -> tuple[np.ndarray, float] | None:
+) -> tuple[arrays.SplitRows, float] | None:
     """The prefix's output from the machine's cache, else fitted and stored.
 
     The seconds returned are those this process spent, and only those: on a
@@ -376,19 +376,23 @@ def _cached_prefix_output(
     # this fit instead of doing it a second time.
     with prefixes.claimed(name):
         started = time.perf_counter()
-        Xt = prefixes.load(name)
+        stored = prefixes.load(name)
         # A hit records the read alone: the fit is in the fitter's records.
-        if Xt is not None:
-            return with_row_layout(Xt), time.perf_counter() - started
+        if stored is not None:
+            train, test = ctx.splits[split]
+            Xt = arrays.SplitRows.of(
+                ctx.data.n_samples, (train, stored[0]), (test, stored[1])
+            )
+            return Xt, time.perf_counter() - started
         found = _timed_prefix_output(ctx, params, split)
         if found is not None:
-            prefixes.store(name, found[0])
+            prefixes.store(name, *(values for _, values in found[0].parts))
         return found
 
 
 def _timed_prefix_output(
     ctx: SearchContext, params: dict[str, Any], split: int
-) -> tuple[np.ndarray, float] | None:
+) -> tuple[arrays.SplitRows, float] | None:
     """The prefix fitted here, and the seconds that took."""
     started = time.perf_counter()
     Xt = _prefix_output(ctx, params, split)
@@ -397,7 +401,7 @@ def _timed_prefix_output(
 
 def _prefix_output(
     ctx: SearchContext, params: dict[str, Any], split: int
-) -> np.ndarray | None:
+) -> arrays.SplitRows | None:
     """The prefix's output for every row, fitted on ``split``'s training rows.
 
     Rows in neither the training nor the test rows of the split stay zero; the
@@ -424,31 +428,9 @@ def _prefix_output(
         isinstance(fitted_train, np.ndarray) and isinstance(fitted_test, np.ndarray)
     ):
         return None
-
-    # The final step gets each split's rows in the memory layout Pipeline
-    # would hand it: BLAS sums in an order that follows the layout, so a
-    # row-major copy of a column-major output moves scores in the last bit.
-    order = _layout(fitted_train)
-    if order is None or order != _layout(fitted_test):
-        return None
-    shape = (ctx.data.n_samples, *fitted_train.shape[1:])
-    Xt = np.zeros(shape, fitted_train.dtype, order=order)
-    Xt[train], Xt[test] = fitted_train, fitted_test
-    return with_row_layout(Xt)
-
-
-def _layout(array: np.ndarray) -> Literal["C", "F"] | None:
-    """ "C" or "F", the order rows taken from ``array`` keep; None for neither."""
-    if array.flags.c_contiguous:
-        return "C"
-    return "F" if array.flags.f_contiguous else None
-
-
-def with_row_layout(Xt: np.ndarray) -> np.ndarray:
-    """``Xt`` such that the rows a task selects keep its memory layout."""
-    if Xt.ndim == 2 and Xt.flags.f_contiguous and not Xt.flags.c_contiguous:
-        return Xt.view(arrays.ColumnMajorRows)
-    return Xt
+    return arrays.SplitRows.of(
+        ctx.data.n_samples, (train, fitted_train), (test, fitted_test)
+    )
 
 
 def _record(

@@ -147,24 +147,27 @@ def claimed(name: str) -> Iterator[None]:
         yield
 
 
-def load(name: str) -> np.ndarray | None:
-    """The stored output, or None when no process stored it (or no cache)."""
+def load(name: str) -> tuple[np.ndarray, ...] | None:
+    """The stored arrays, in the order and memory layout they were stored in;
+    None when no process stored them (or no cache)."""
     if _directory is None:
         return None
     try:
-        return np.load(_directory / f"{name}.npy", allow_pickle=False)
+        with np.load(_directory / f"{name}.npz", allow_pickle=False) as entry:
+            return tuple(entry[f"arr_{i}"] for i in range(len(entry.files)))
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, KeyError) as exc:
         logger.warning("prefix %s unreadable, fitting it again: %s", name, exc)
         return None
 
 
-def store(name: str, output: np.ndarray) -> bool:
-    """Keep ``output`` for the other processes, when it fits the budget.
+def store(name: str, *output: np.ndarray) -> bool:
+    """Keep the ``output`` arrays for the other processes, when they fit the
+    budget.
 
-    Returns whether it was stored. Never raises: a refusal only costs another
-    process a refit.
+    Returns whether they were stored. Never raises: a refusal only costs
+    another process a refit.
     """
     if _directory is None:
         return False
@@ -176,9 +179,9 @@ def store(name: str, output: np.ndarray) -> bool:
     try:
         fd, temporary = tempfile.mkstemp(dir=_directory, suffix=".tmp")
         with os.fdopen(fd, "wb") as handle:
-            np.save(handle, output, allow_pickle=False)
+            np.savez(handle, *output, allow_pickle=False)
         # Readers see the whole entry or none: a rename is atomic.
-        os.replace(temporary, _directory / f"{name}.npy")
+        os.replace(temporary, _directory / f"{name}.npz")
     except (OSError, ValueError) as exc:
         # A full scratch disk only costs a refit elsewhere.
         logger.debug("prefix %s not cached: %s", name, exc)
@@ -188,21 +191,22 @@ def store(name: str, output: np.ndarray) -> bool:
     return True
 
 
-def _refusal(directory: Path, output: np.ndarray) -> str | None:
+def _refusal(directory: Path, output: tuple[np.ndarray, ...]) -> str | None:
     """Why ``output`` is not to be stored, or None when it may be."""
     # Object arrays cannot be written without pickle, which is not read back.
-    if output.dtype.hasobject:
+    if any(part.dtype.hasobject for part in output):
         return "an array of Python objects"
-    if output.nbytes > MAX_ENTRY_BYTES:
-        return f"{output.nbytes} bytes, over the {MAX_ENTRY_BYTES} per entry"
+    nbytes = sum(part.nbytes for part in output)
+    if nbytes > MAX_ENTRY_BYTES:
+        return f"{nbytes} bytes, over the {MAX_ENTRY_BYTES} per entry"
     try:
-        used = sum(p.stat().st_size for p in directory.glob("*.npy"))
+        used = sum(p.stat().st_size for p in directory.glob("*.npz"))
         free = shutil.disk_usage(directory).free
     except OSError as exc:
         return str(exc)
-    if used + output.nbytes > MAX_TOTAL_BYTES:
+    if used + nbytes > MAX_TOTAL_BYTES:
         return f"the cache holds {used} bytes of its {MAX_TOTAL_BYTES}"
     # Scratch space is shared with the data loader and joblib: leave it half.
-    if output.nbytes > free // 2:
+    if nbytes > free // 2:
         return f"only {free} bytes free in {directory}"
     return None

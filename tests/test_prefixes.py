@@ -38,8 +38,24 @@ def test_an_output_stored_is_loaded_bit_for_bit() -> None:
         assert prefixes.store(name, output)
         loaded = prefixes.load(name)
     assert loaded is not None
-    assert loaded.dtype == output.dtype and loaded.shape == output.shape
-    assert loaded.tobytes() == output.tobytes()
+    (part,) = loaded
+    assert part.dtype == output.dtype and part.shape == output.shape
+    assert part.tobytes() == output.tobytes()
+
+
+def test_several_arrays_come_back_in_their_order_and_layouts() -> None:
+    """A split's training and test outputs are one entry, each array back in
+    the memory layout it was stored in: column-major stays column-major."""
+    name = prefixes.key(FINGERPRINT, PREFIX, 3)
+    train = np.asfortranarray(_output(rows=20))
+    test = np.ascontiguousarray(_output(rows=10))
+    with prefixes.shared():
+        assert prefixes.store(name, train, test)
+        loaded = prefixes.load(name)
+    assert loaded is not None and len(loaded) == 2
+    for got, stored in zip(loaded, (train, test), strict=True):
+        np.testing.assert_array_equal(got, stored)
+        assert got.strides == stored.strides
 
 
 def test_keys_tell_searches_prefixes_and_splits_apart() -> None:
@@ -131,7 +147,7 @@ def test_a_forked_process_shares_the_cache() -> None:
         child.join(60)
         assert child.exitcode == 0
         loaded = prefixes.load(name)
-    assert loaded is not None and loaded.tobytes() == _output().tobytes()
+    assert loaded is not None and loaded[0].tobytes() == _output().tobytes()
 
 
 def _fit_while_claimed(name: str, holding: Any) -> None:
@@ -153,7 +169,7 @@ def test_a_claimed_entry_is_waited_for_not_fitted_twice() -> None:
         with prefixes.claimed(name):
             loaded = prefixes.load(name)
         child.join(60)
-    assert loaded is not None and loaded.tobytes() == _output().tobytes()
+    assert loaded is not None and loaded[0].tobytes() == _output().tobytes()
 
 
 def test_a_cache_left_by_a_killed_process_is_removed(
@@ -174,12 +190,12 @@ def test_a_cache_left_by_a_killed_process_is_removed(
         in_use = tmp_path / f"kubegrid-prefixes-{running.pid}-def"
         for directory in (orphan, in_use):
             directory.mkdir()
-            (directory / "entry.npy").write_bytes(b"x")
+            (directory / "entry.npz").write_bytes(b"x")
         with prefixes.shared():
             assert prefixes._directory is not None
             assert prefixes._directory.parent == tmp_path
         assert not orphan.exists()
-        assert (in_use / "entry.npy").exists()
+        assert (in_use / "entry.npz").exists()
     finally:
         running.kill()
         running.wait()

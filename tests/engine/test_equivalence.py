@@ -18,6 +18,7 @@ import joblib
 import numpy as np
 import pytest
 from scipy.stats import loguniform, randint
+from sklearn.decomposition import PCA
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import (
@@ -269,29 +270,30 @@ def ridge_time_series_on_diabetes(folder: pathlib.Path) -> Case:
     return Case(data, document, search)
 
 
-def scaled_ridge_sharing_its_prefix_on_diabetes(folder: pathlib.Path) -> Case:
-    """The scaler is fitted once per split and its output reused: the final
-    step must get it in the memory layout Pipeline would give it, since
-    Ridge's sums follow the layout to the last bit."""
-    data = write_dataset(folder, "diabetes")
-    grid = {"r__alpha": [0.1, 1.0, 10.0]}
-    document = manifest(
-        data,
-        folder / "out",
-        estimator={
-            "pipeline": [
-                {"name": "s", "class": "sklearn.preprocessing.StandardScaler"},
-                {"name": "r", "class": "sklearn.linear_model.Ridge"},
-            ]
-        },
-        param_grid=grid,
-        cv=5,
-        # Units cut between shards: some candidates read the scaler's output
-        # back from the machine's cache.
-        sharding={"shards": 7},
-    )
-    pipeline = Pipeline([("s", StandardScaler()), ("r", Ridge())])
-    return Case(data, document, GridSearchCV(pipeline, grid, cv=5))
+def _ridge_sharing_its_prefix(first_step: dict[str, Any], prefix: Any) -> Any:
+    def build(folder: pathlib.Path) -> Case:
+        data = write_dataset(folder, "diabetes")
+        grid = {"r__alpha": [0.1, 1.0, 10.0]}
+        document = manifest(
+            data,
+            folder / "out",
+            estimator={
+                "pipeline": [
+                    {"name": "p", **first_step},
+                    {"name": "r", "class": "sklearn.linear_model.Ridge"},
+                ]
+            },
+            param_grid=grid,
+            cv=5,
+            # Units cut between shards: some candidates read the prefix's
+            # output back from the machine's cache.
+            sharding={"shards": 7},
+        )
+        pipeline = Pipeline([("p", prefix), ("r", Ridge())])
+        return Case(data, document, GridSearchCV(pipeline, grid, cv=5))
+
+    build.__name__ = f"ridge_after_{type(prefix).__name__}_sharing_it_on_diabetes"
+    return build
 
 
 def boosting_with_named_constraints_on_diabetes(folder: pathlib.Path) -> Case:
@@ -350,7 +352,17 @@ CASES = [
     ),
     ridge_time_series_on_diabetes,
     boosting_with_named_constraints_on_diabetes,
-    scaled_ridge_sharing_its_prefix_on_diabetes,
+    # The prefix is fitted once per split and its output reused: the final
+    # step must get it in the memory layout Pipeline gives it (column-major
+    # from a scaler; from PCA column-major to fit, row-major to score), since
+    # Ridge's sums follow the layout to the last bit.
+    _ridge_sharing_its_prefix(
+        {"class": "sklearn.preprocessing.StandardScaler"}, StandardScaler()
+    ),
+    _ridge_sharing_its_prefix(
+        {"class": "sklearn.decomposition.PCA", "params": {"n_components": 5}},
+        PCA(n_components=5),
+    ),
 ]
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
@@ -134,3 +135,48 @@ def test_a_unit_cut_between_a_pods_workers_fits_its_prefix_once(
     monkeypatch.delenv(FIT_LOG_ENV)
     ours = read_outcome(tmp_path / "out")
     assert_same_search(ours, _scikit_learn(data, 3), data.X)
+
+
+def test_a_prefix_returning_two_layouts_is_fitted_once_per_split(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PCA hands its final step a column-major output to fit and a row-major
+    one to score; both reach the final step as they left PCA, and PCA is still
+    fitted once per split, not once per candidate."""
+    data = write_dataset(tmp_path, "wine")
+    grid = {"clf__C": [0.01, 0.1, 1.0, 10.0]}
+    document = manifest(
+        data,
+        tmp_path / "out",
+        estimator={
+            "pipeline": [
+                {
+                    "name": "pca",
+                    "class": "tests.support.counting.CountingPCA",
+                    "params": {"n_components": 5},
+                },
+                {
+                    "name": "clf",
+                    "class": "sklearn.linear_model.LogisticRegression",
+                    "params": {"max_iter": 5000},
+                },
+            ]
+        },
+        param_grid=grid,
+        cv=SPLITS,
+        sharding={"shards": 1},
+    )
+    log = tmp_path / "fits.log"
+    monkeypatch.setenv(FIT_LOG_ENV, str(log))
+
+    path = write_manifest(tmp_path, document)
+    assert cli.main(["run", str(path), "--quiet", "--workers", "1"]) == 0
+
+    # One fit per split, and the reducer's refit of the best candidate.
+    assert fits(log) == SPLITS + 1, log.read_text()
+    monkeypatch.delenv(FIT_LOG_ENV)
+    pipeline = Pipeline(
+        [("pca", PCA(n_components=5)), ("clf", LogisticRegression(max_iter=5000))]
+    )
+    search = GridSearchCV(pipeline, grid, cv=SPLITS).fit(data.X, data.y)
+    assert_same_search(read_outcome(tmp_path / "out"), search, data.X)

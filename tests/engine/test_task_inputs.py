@@ -175,3 +175,23 @@ def test_text_labels_stay_a_series_beside_an_array() -> None:
     X, target = arrays.task_inputs(frame, y, LogisticRegression(), [{}])
     assert isinstance(X, arrays.ColumnMajorRows)
     assert target is y
+
+
+def test_a_split_output_gives_each_part_back_as_the_prefix_returned_it() -> None:
+    """The split's training and test rows come back equal to, laid out like,
+    and independent of what the prefix returned; other rows from the whole."""
+    values = np.random.default_rng(1).normal(size=(10, 3))
+    train, test = np.array([0, 2, 4, 6, 8, 9]), np.array([1, 3, 5, 7])
+    fitted = np.asfortranarray(values[train])  # a scaler's fit_transform
+    scored = np.ascontiguousarray(values[test])  # PCA's transform
+    X = arrays.SplitRows.of(10, (train, fitted), (test, scored))
+
+    for rows, part in ((train, fitted), (test, scored)):
+        for key in (rows, rows.copy()):  # the split's array, or an equal one
+            got = _safe_indexing(X, key)
+            np.testing.assert_array_equal(got, part)
+            assert got.strides == part.strides
+    # A final step that scales its input in place spoils no other candidate.
+    _safe_indexing(X, train)[:] = 0.0
+    np.testing.assert_array_equal(_safe_indexing(X, train), fitted)
+    np.testing.assert_array_equal(_safe_indexing(X, np.array([9, 1])), values[[9, 1]])
