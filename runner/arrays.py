@@ -78,6 +78,8 @@ class SplitRows(np.ndarray):
     """
 
     parts: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
+    # What fitting the prefix warned, one line each (see execution).
+    warnings: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, n_rows: int, *parts: tuple[np.ndarray, np.ndarray]) -> SplitRows:

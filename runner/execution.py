@@ -41,7 +41,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.model_selection._validation import _fit_and_score
 from sklearn.pipeline import Pipeline
-from sklearn.utils import _safe_indexing
+from sklearn.utils import _safe_indexing, get_tags
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from kubegrid import arrays, parallel, partials, planning, prefixes
@@ -212,9 +212,10 @@ def _evaluate(ctx: SearchContext, todo: list[int]) -> Iterator[partials.Record]:
         # will want the one fitted here.
         divided = len(tasks) < unit_sizes[prefix]
         if final_step is not None and (len(tasks) > 1 or divided):
-            shared = _with_shared_prefix(ctx, tasks, scorers, divided)
+            shared = _shared_prefix_output(ctx, tasks, divided)
             if shared is not None:
-                yield from shared
+                # One record at a time, so each is checkpointed as it comes.
+                yield from _final_steps(ctx, tasks, scorers, *shared)
                 continue
         for task in tasks:
             yield run_task(ctx, task, scorers)
@@ -265,10 +266,14 @@ def _score(
         # candidate as the grid wrote it: ``params`` may be the final step's
         # share only, when the pipeline prefix was fitted once for several.
         candidate, split = divmod(task, ctx.plan.n_splits)
+        why = (
+            "errorScore is 'raise'; set it to 'nan' to record failures and go on"
+            if ctx.spec.error_score_value == "raise"
+            else "raised outside the fit itself, where errorScore does not apply"
+        )
         raise FitError(
             f"fit failed for candidate {candidate} {ctx.plan.candidates[candidate]} "
-            f"on split {split}: {type(exc).__name__}: {exc} (errorScore is 'raise'; "
-            "set it to 'nan' to record failures and go on)"
+            f"on split {split}: {type(exc).__name__}: {exc} ({why})"
         ) from exc
     out["warnings"] = _warning_lines(caught)
     return out
@@ -315,25 +320,20 @@ def _shareable_final_step(ctx: SearchContext) -> str | None:
     return str(ctx.estimator.steps[-1][0])
 
 
-def _with_shared_prefix(
-    ctx: SearchContext, tasks: list[int], scorers: Any, cached: bool
-) -> list[partials.Record] | None:
-    """Fit the prefix once on the tasks' split, then each final step on its output.
+def _shared_prefix_output(
+    ctx: SearchContext, tasks: list[int], cached: bool
+) -> tuple[arrays.SplitRows, float] | None:
+    """The prefix fitted once on the tasks' split, and each task's share of
+    what that cost this process.
 
-    With ``cached``, the prefix's output comes from the machine's cache when
-    another process stored it, and is stored for the others when fitted here.
-    Returns None when the shortcut does not apply (the prefix fails, or its
-    output is not a dense array): the caller then runs each task in full, which
-    also records any failure exactly as GridSearchCV would.
+    With ``cached``, the output comes from the machine's cache when another
+    process stored it, and is stored for the others when fitted here. None
+    when the shortcut does not apply (the prefix fails, or its output is not a
+    dense array): the caller then runs each task in full, which also records
+    any failure exactly as GridSearchCV would.
     """
-    pipeline: Pipeline = ctx.estimator
-    final_name, final_estimator = pipeline.steps[-1]
-    marker = final_name + "__"
     first_candidate, split = divmod(tasks[0], ctx.plan.n_splits)
     first_params = ctx.plan.candidates[first_candidate]
-    train, test = ctx.splits[split]
-
-    # The prefix's output for every row, and what it cost this process.
     found = (
         _cached_prefix_output(ctx, first_params, split)
         if cached
@@ -342,21 +342,45 @@ def _with_shared_prefix(
     if found is None:
         return None
     Xt, prefix_seconds = found
-    prefix_share = prefix_seconds / len(tasks)
+    return Xt, prefix_seconds / len(tasks)
 
-    # Each candidate fits and scores the final step only.
-    records = []
+
+def _final_steps(
+    ctx: SearchContext,
+    tasks: list[int],
+    scorers: Any,
+    Xt: arrays.SplitRows,
+    prefix_share: float,
+) -> Iterator[partials.Record]:
+    """Each task's record, fitting and scoring only the final step on ``Xt``."""
+    final_name, final_estimator = ctx.estimator.steps[-1]
+    marker = final_name + "__"
     for task in tasks:
-        candidate, _ = divmod(task, ctx.plan.n_splits)
+        candidate, split = divmod(task, ctx.plan.n_splits)
         params = ctx.plan.candidates[candidate]
         final_params = {
             k[len(marker) :]: v for k, v in params.items() if k.startswith(marker)
         }
+        # A final step reading pairwise kernels selects square blocks of its
+        # input, which only the whole pipeline gives it.
+        if _pairwise(clone(final_estimator), final_params):
+            yield run_task(ctx, task, scorers)
+            continue
+        train, test = ctx.splits[split]
         out = _score(
             ctx, task, clone(final_estimator), Xt, final_params, train, test, scorers
         )
-        records.append(_record(task, candidate, split, out, prefix_share))
-    return records
+        # Every fit of the pipeline would have fitted the prefix and raised
+        # its warnings: each task carries them, as in GridSearchCV.
+        out["warnings"] = list(dict.fromkeys([*Xt.warnings, *out["warnings"]]))
+        yield _record(task, candidate, split, out, prefix_share)
+
+
+def _pairwise(estimator: Any, params: dict[str, Any]) -> bool:
+    try:
+        return bool(get_tags(estimator.set_params(**params)).input_tags.pairwise)
+    except Exception:
+        return False  # a bad value fails in the fit, where errorScore applies
 
 
 def _cached_prefix_output(
@@ -383,10 +407,13 @@ def _cached_prefix_output(
             Xt = arrays.SplitRows.of(
                 ctx.data.n_samples, (train, stored[0]), (test, stored[1])
             )
+            Xt.warnings = tuple(str(line) for line in stored[2])
             return Xt, time.perf_counter() - started
         found = _timed_prefix_output(ctx, params, split)
         if found is not None:
-            prefixes.store(name, *(values for _, values in found[0].parts))
+            Xt = found[0]
+            lines = np.array(Xt.warnings, dtype=str)
+            prefixes.store(name, *(values for _, values in Xt.parts), lines)
         return found
 
 
@@ -420,17 +447,21 @@ def _prefix_output(
         )
         X_train = _safe_indexing(ctx.task_X, train)
         y_train = _safe_indexing(ctx.task_y, train)
-        fitted_train = prefix.fit_transform(X_train, y_train)
-        fitted_test = prefix.transform(_safe_indexing(ctx.task_X, test))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fitted_train = prefix.fit_transform(X_train, y_train)
+            fitted_test = prefix.transform(_safe_indexing(ctx.task_X, test))
     except Exception:
         return None
     if not (
         isinstance(fitted_train, np.ndarray) and isinstance(fitted_test, np.ndarray)
     ):
         return None
-    return arrays.SplitRows.of(
+    Xt = arrays.SplitRows.of(
         ctx.data.n_samples, (train, fitted_train), (test, fitted_test)
     )
+    Xt.warnings = tuple(_warning_lines(caught))
+    return Xt
 
 
 def _record(

@@ -50,6 +50,7 @@ from tests.engine.searches import (
     write_dataset,
     write_manifest,
 )
+from tests.support.kernels import RBFKernel
 
 # --------------------------------------------------------------------------
 # Running both sides and comparing them
@@ -296,6 +297,35 @@ def _ridge_sharing_its_prefix(first_step: dict[str, Any], prefix: Any) -> Any:
     return build
 
 
+def precomputed_kernel_svc_after_a_prefix_on_wine(folder: pathlib.Path) -> Case:
+    """A final step reading a precomputed kernel selects square blocks of its
+    input, which no shared prefix output holds: each fit runs whole."""
+    data = write_dataset(folder, "wine")
+    grid = {"m__C": [0.1, 1.0, 10.0]}
+    document = manifest(
+        data,
+        folder / "out",
+        estimator={
+            "pipeline": [
+                {"name": "s", "class": "sklearn.preprocessing.StandardScaler"},
+                {"name": "k", "class": "tests.support.kernels.RBFKernel"},
+                {
+                    "name": "m",
+                    "class": "sklearn.svm.SVC",
+                    "params": {"kernel": "precomputed"},
+                },
+            ]
+        },
+        param_grid=grid,
+        cv=3,
+        sharding={"shards": 1},
+    )
+    pipeline = Pipeline(
+        [("s", StandardScaler()), ("k", RBFKernel()), ("m", SVC(kernel="precomputed"))]
+    )
+    return Case(data, document, GridSearchCV(pipeline, grid, cv=3), workers=1)
+
+
 def boosting_with_named_constraints_on_diabetes(folder: pathlib.Path) -> Case:
     """Columns named as the keys of a searched mapping: the fits must see the
     DataFrame's column names, as GridSearchCV's do."""
@@ -352,6 +382,7 @@ CASES = [
     ),
     ridge_time_series_on_diabetes,
     boosting_with_named_constraints_on_diabetes,
+    precomputed_kernel_svc_after_a_prefix_on_wine,
     # The prefix is fitted once per split and its output reused: the final
     # step must get it in the memory layout Pipeline gives it (column-major
     # from a scaler; from PCA column-major to fit, row-major to score), since

@@ -332,3 +332,48 @@ def test_checkpoints_of_another_shard_count_survive_a_local_rerun(
     assert ran and sum(ran) == 0, caplog.messages
     assert not list((after.output / "partials").rglob("chunks/*/*.json"))
     assert_same_search(read_outcome(after.output), after.expected(), after.data.X)
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL: nothing after it in the process runs."""
+
+
+def test_tasks_sharing_a_prefix_are_checkpointed_one_by_one(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Candidates that reuse one fitted pipeline prefix are checkpointed as
+    each finishes, not when the whole (prefix, split) unit has: a kill in the
+    middle of a unit loses none of the finished fits."""
+    data = write_dataset(tmp_path, "diabetes")
+    document = manifest(
+        data,
+        tmp_path / "out",
+        estimator={
+            "pipeline": [
+                {"name": "s", "class": "sklearn.preprocessing.StandardScaler"},
+                {"name": "r", "class": "sklearn.linear_model.Ridge"},
+            ]
+        },
+        param_grid={"r__alpha": [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0]},
+        cv=3,
+        sharding={"shards": 1},
+    )
+    ctx = context.prepare(specs.parse(document))
+    monkeypatch.setenv(execution.CHECKPOINT_ENV, "0")
+    real_score, fits = execution._score, []
+
+    def score_then_die(*args: object, **kwargs: object) -> object:
+        if len(fits) == 4:
+            raise Killed
+        fits.append(args[1])
+        return real_score(*args, **kwargs)
+
+    monkeypatch.setattr(execution, "_score", score_then_die)
+
+    with pytest.raises(Killed):
+        execution.run_shard(ctx, 0)
+
+    # The first unit is 6 candidates on one split: 4 were scored, 4 are kept.
+    records, problems = partials.read_records(ctx.output(), ctx.fingerprint, 0)
+    assert not problems
+    assert sorted(records) == sorted(fits) and len(fits) == 4

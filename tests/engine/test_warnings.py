@@ -97,3 +97,43 @@ def test_a_random_search_larger_than_its_grid_says_so_once(
     assert err.count("spec.search.nIter asks for 10 candidates") == 1, err
     assert "only 2 combinations" in err and "UserWarning" not in err
     assert read_outcome(tmp_path / "out").summary["nCandidates"] == 2
+
+
+@pytest.mark.parametrize("shards", [1, 7])
+def test_a_shared_prefixs_warnings_count_for_every_fit_that_uses_it(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], shards: int
+) -> None:
+    """A prefix fitted once for several candidates warns once, yet every task
+    that uses it carries the warning, since each of GridSearchCV's fits would
+    have raised it: fitted here, or read from the machine's cache."""
+    data = write_dataset(tmp_path, "diabetes")
+    output = tmp_path / "out"
+    document = manifest(
+        data,
+        output,
+        estimator={
+            "pipeline": [
+                {
+                    "name": "bins",
+                    "class": "sklearn.preprocessing.KBinsDiscretizer",
+                    "params": {"n_bins": 5, "encode": "ordinal"},
+                },
+                {"name": "r", "class": "sklearn.linear_model.Ridge"},
+            ]
+        },
+        param_grid={"r__alpha": [0.1, 1.0, 10.0]},
+        cv=5,
+        sharding={"shards": shards},
+    )
+
+    code = cli.main(["run", str(write_manifest(tmp_path, document)), "--workers", "2"])
+
+    err = capsys.readouterr().err
+    assert code == 0, err
+    seen = {
+        w["warning"]: w["tasks"] for w in read_outcome(output).summary["fitWarnings"]
+    }
+    # Two columns have too few distinct values for five bins: the sex column
+    # (feature 1) on every split, feature 7 on two of the five.
+    narrow = [n for w, n in seen.items() if "Bins whose width are too small" in w]
+    assert sorted(narrow) == [6, 15], seen
