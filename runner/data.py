@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -156,6 +157,13 @@ def split_columns(frame: pd.DataFrame, dataset: specs.Dataset, checksum: str) ->
             f"column {dataset.target!r} has {int(y.isna().sum())} missing values "
             f"(first rows: {rows}); drop or fill those rows before the search",
         )
+    if _numeric(y) and np.isinf(y.to_numpy(dtype=float)).any():
+        rows = np.flatnonzero(np.isinf(y.to_numpy(dtype=float)))
+        raise DataError(
+            "spec.dataset.target",
+            f"column {dataset.target!r} has {len(rows)} infinite values (first "
+            f"rows: {rows[:5].tolist()}); drop or fix those rows before the search",
+        )
     groups = frame[dataset.groups] if dataset.groups else None
     if groups is not None and groups.isna().any():
         raise DataError(
@@ -244,9 +252,11 @@ def check_target_fits_estimator(data: Data, estimator: BaseEstimator) -> None:
         row, text = _first_text(y)
         kind = f"holds text (row {row}: {text!r})"
         fix = "choose a classifier for labels, or a numeric target column"
-    elif is_classifier(final) and type_of_target(y) == "continuous":
+    elif is_classifier(final) and _target_type(y) == "continuous":
         values = y.to_numpy()
-        row = int(np.flatnonzero(values % 1 != 0)[0])
+        # Labels too large for an integer are continuous to scikit-learn too.
+        fractional = np.flatnonzero(values % 1 != 0)
+        row = int(fractional[0]) if len(fractional) else 0
         kind = f"holds continuous values (row {row}: {values[row].item()!r})"
         fix = "choose a regressor, or a target of class labels"
     if kind is not None:
@@ -254,6 +264,14 @@ def check_target_fits_estimator(data: Data, estimator: BaseEstimator) -> None:
             "spec.dataset.target",
             f"column {y.name!r} {kind}, which {name} cannot learn; {fix}",
         )
+
+
+def _target_type(y: pd.Series) -> str:
+    """scikit-learn's name for the kind of target (binary, continuous…)."""
+    with warnings.catch_warnings():
+        # Labels too large for an integer warn as they are compared with one.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return str(type_of_target(y))
 
 
 def _numeric(y: pd.Series) -> bool:

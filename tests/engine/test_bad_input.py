@@ -128,6 +128,17 @@ def with_text_target(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def with_infinite_target(frame: pd.DataFrame) -> pd.DataFrame:
+    frame["target"] = frame["target"].astype(float)
+    frame.loc[[5, 9], "target"] = np.inf
+    return frame
+
+
+def with_huge_labels(frame: pd.DataFrame) -> pd.DataFrame:
+    frame["target"] = (frame["target"] + 1) * 1e19
+    return frame
+
+
 def with_group_column(frame: pd.DataFrame) -> pd.DataFrame:
     frame["group"] = frame.index % 5
     return frame
@@ -256,6 +267,20 @@ MISTAKES = [
         "spec.dataset.target",
         ("'target' holds continuous values (row 0: 0.5)", "SVC", "choose a regressor"),
         data=with_float_target,
+    ),
+    Mistake(
+        "infinite-target",
+        no_edit,
+        "spec.dataset.target",
+        ("'target' has 2 infinite values (first rows: [5, 9])",),
+        data=with_infinite_target,
+    ),
+    Mistake(
+        "labels-too-large-for-integers",
+        no_edit,
+        "spec.dataset.target",
+        ("'target' holds continuous values (row 0: 1e+19)", "SVC"),
+        data=with_huge_labels,
     ),
     Mistake(
         "single-scorer-the-estimator-cannot-feed",
