@@ -211,11 +211,21 @@ def _require_column(name: str, field: str, columns: list[str]) -> None:
 
 
 def check_fits_estimator(data: Data, estimator: BaseEstimator) -> None:
-    """Reject columns the estimator cannot take, naming them."""
-    if _takes_text(estimator):
+    """Reject columns the estimator cannot take, naming them.
+
+    Only scikit-learn's own first steps are judged: another library's may
+    take text or categories (LightGBM does), and its fit will say if not.
+    """
+    first = estimator.steps[0][1] if isinstance(estimator, Pipeline) else estimator
+    if _takes_text(estimator) or not type(first).__module__.startswith("sklearn."):
         return
     numeric = data.X.select_dtypes(include=["number", "bool"]).columns
     others = [c for c in data.X.columns if c not in numeric]
+    # HistGradientBoosting treats pandas' category columns as categorical.
+    if getattr(first, "categorical_features", None) == "from_dtype":
+        others = [
+            c for c in others if not isinstance(data.X[c].dtype, pd.CategoricalDtype)
+        ]
     if others:
         row, example = _first_text(data.X[others[0]])
         raise DataError(

@@ -14,6 +14,7 @@ import textwrap
 
 import numpy as np
 import pandas as pd
+from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.model_selection import GridSearchCV
 from sklearn.svm import SVC
 
@@ -85,3 +86,34 @@ def test_reading_parquet_keeps_about_the_table_resident(tmp_path: pathlib.Path) 
 
     growth = float(done.stdout)
     assert 0.9 < growth < 2.0, growth
+
+
+def test_category_columns_reach_a_booster_that_reads_them(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Parquet keeps pandas' category dtype, which HistGradientBoosting treats
+    as categorical: the column is accepted, and the results are GridSearchCV's."""
+    frame = write_dataset(tmp_path, "wine").frame
+    frame.insert(0, "colour", pd.Categorical(np.where(frame.index % 3, "red", "white")))
+    path = tmp_path / "wine.parquet"
+    frame.to_parquet(path, index=False)
+    data = Dataset(path, pd.read_parquet(path))
+    assert isinstance(data.X["colour"].dtype, pd.CategoricalDtype)
+    grid = {"max_iter": [5, 10]}
+    params = {"random_state": 0}
+    document = manifest(
+        data,
+        tmp_path / "out",
+        estimator={
+            "class": "sklearn.ensemble.HistGradientBoostingClassifier",
+            "params": params,
+        },
+        param_grid=grid,
+        cv=3,
+    )
+
+    ours = run_kubegrid(document, tmp_path, via="cli", workers=2)
+
+    booster = HistGradientBoostingClassifier(**params)
+    search = GridSearchCV(booster, grid, cv=3).fit(data.X, data.y)
+    assert_same_search(ours, search, data.X)
