@@ -157,12 +157,13 @@ def split_columns(frame: pd.DataFrame, dataset: specs.Dataset, checksum: str) ->
             f"column {dataset.target!r} has {int(y.isna().sum())} missing values "
             f"(first rows: {rows}); drop or fill those rows before the search",
         )
-    if _numeric(y) and np.isinf(y.to_numpy(dtype=float)).any():
-        rows = np.flatnonzero(np.isinf(y.to_numpy(dtype=float)))
+    numbers = y.to_numpy(dtype=float) if _numeric(y) else np.zeros(0)
+    infinite = np.flatnonzero(np.isinf(numbers))
+    if len(infinite):
         raise DataError(
             "spec.dataset.target",
-            f"column {dataset.target!r} has {len(rows)} infinite values (first "
-            f"rows: {rows[:5].tolist()}); drop or fix those rows before the search",
+            f"column {dataset.target!r} has {len(infinite)} infinite values (first "
+            f"rows: {infinite[:5].tolist()}); drop or fix those rows before the search",
         )
     groups = frame[dataset.groups] if dataset.groups else None
     if groups is not None and groups.isna().any():
@@ -216,8 +217,8 @@ def check_fits_estimator(data: Data, estimator: BaseEstimator) -> None:
     Only scikit-learn's own first steps are judged: another library's may
     take text or categories (LightGBM does), and its fit will say if not.
     """
-    first = estimator.steps[0][1] if isinstance(estimator, Pipeline) else estimator
-    if _takes_text(estimator) or not type(first).__module__.startswith("sklearn."):
+    first = _step(estimator, 0)
+    if _takes_text(estimator) or not _from_sklearn(first):
         return
     numeric = data.X.select_dtypes(include=["number", "bool"]).columns
     others = [c for c in data.X.columns if c not in numeric]
@@ -253,8 +254,8 @@ def check_target_fits_estimator(data: Data, estimator: BaseEstimator) -> None:
     """Reject a target of the wrong kind for scikit-learn's own estimators:
     text for a regressor, continuous numbers for a classifier. Every fit
     would fail on it."""
-    final = estimator.steps[-1][1] if isinstance(estimator, Pipeline) else estimator
-    if not type(final).__module__.startswith("sklearn."):
+    final = _step(estimator, -1)
+    if not _from_sklearn(final):
         return  # another library's estimator may encode its target itself
     y = data.y
     name, kind = type(final).__name__, None
@@ -284,6 +285,16 @@ def _target_type(y: pd.Series) -> str:
         return str(type_of_target(y))
 
 
+def _step(estimator: BaseEstimator, index: int) -> BaseEstimator:
+    """A pipeline's step at ``index`` (0 meets the columns, -1 the target);
+    a plain estimator is both."""
+    return estimator.steps[index][1] if isinstance(estimator, Pipeline) else estimator
+
+
+def _from_sklearn(estimator: BaseEstimator) -> bool:
+    return type(estimator).__module__.startswith("sklearn.")
+
+
 def _numeric(y: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y)
 
@@ -296,7 +307,7 @@ def check_missing_values(data: Data, estimator: BaseEstimator) -> None:
     HistGradientBoosting, a scaler passing them on) is left to run, since
     only a fit can tell whether a later step copes.
     """
-    first = estimator.steps[0][1] if isinstance(estimator, Pipeline) else estimator
+    first = _step(estimator, 0)
     if _allows_nan(first):
         return
     missing = data.X.isna()
@@ -345,5 +356,5 @@ def check_classes(data: Data, estimator: BaseEstimator, n_splits: int) -> list[s
 
 
 def _takes_text(estimator: BaseEstimator) -> bool:
-    first = estimator.steps[0][1] if isinstance(estimator, Pipeline) else estimator
+    first = _step(estimator, 0)
     return isinstance(first, _TAKES_TEXT) or type(first).__name__ in _TAKES_TEXT_NAMES

@@ -363,13 +363,12 @@ def _final_steps(
         }
         # A final step reading pairwise kernels selects square blocks of its
         # input, which only the whole pipeline gives it.
-        if _pairwise(clone(final_estimator), final_params):
+        estimator = clone(final_estimator)
+        if _pairwise(estimator, final_params):
             yield run_task(ctx, task, scorers)
             continue
         train, test = ctx.splits[split]
-        out = _score(
-            ctx, task, clone(final_estimator), Xt, final_params, train, test, scorers
-        )
+        out = _score(ctx, task, estimator, Xt, final_params, train, test, scorers)
         # Every fit of the pipeline would have fitted the prefix and raised
         # its warnings: each task carries them, as in GridSearchCV.
         out["warnings"] = list(dict.fromkeys([*Xt.warnings, *out["warnings"]]))
@@ -377,6 +376,8 @@ def _final_steps(
 
 
 def _pairwise(estimator: Any, params: dict[str, Any]) -> bool:
+    """Whether ``estimator``, given ``params`` (set on it here), reads X as
+    pairwise kernels or distances."""
     try:
         return bool(get_tags(estimator.set_params(**params)).input_tags.pairwise)
     except Exception:

@@ -18,9 +18,10 @@ shard count finds its finished tasks in files of the old numbering. Each
 shard marks its plan, and reads only its own files unless another plan has
 written here too; publishing shard 3 replaces the files named shard 3, so it
 carries over every record they held, and a reader that finds a listed file
-gone lists again to find where its records went. A machine that runs every shard itself
-(``kubegrid run``) marks the plan and lists the files once for all of them
-(:class:`Survey`): a shard then costs one write, not six requests.
+gone lists again to find where its records went. A machine that runs every
+shard itself (``kubegrid run``) marks the plan and lists the files once for
+all of them (:class:`Survey`): a shard then costs one write, not six
+requests.
 
 Each file starts with a header line carrying the sha256 of the JSON body that
 follows, so a truncated or altered file is detected, named, and its tasks run

@@ -276,6 +276,18 @@ def test_a_new_search_in_an_old_output_leaves_no_stale_artifacts(
     assert not [p.name for p in out.iterdir() if p.name != "partials"]
 
 
+def rerun_tasks(search: Search, caplog: pytest.LogCaptureFixture) -> list[int]:
+    """Run ``search`` with ``kubegrid run``; how many tasks each shard fitted."""
+    with caplog.at_level("INFO", logger="kubegrid.execution"):
+        code = cli.main(["run", str(search.path), "--quiet", "--workers", "1"])
+    assert code == 0
+    return [
+        int(line.split(": ")[1].split()[0])
+        for line in caplog.messages
+        if "tasks to run" in line
+    ]
+
+
 def test_a_rerun_cut_into_other_shards_runs_only_what_is_missing(
     tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -290,15 +302,8 @@ def test_a_rerun_cut_into_other_shards_runs_only_what_is_missing(
     lost.unlink()
     after = make_search(tmp_path, sharding={"shards": 5})
 
-    with caplog.at_level("INFO", logger="kubegrid.execution"):
-        code = cli.main(["run", str(after.path), "--quiet", "--workers", "1"])
+    ran = rerun_tasks(after, caplog)
 
-    assert code == 0
-    ran = [
-        int(line.split(": ")[1].split()[0])
-        for line in caplog.messages
-        if "tasks to run" in line
-    ]
     assert sum(ran) == lost_tasks
     assert_same_search(read_outcome(after.output), after.expected(), after.data.X)
 
@@ -320,15 +325,8 @@ def test_checkpoints_of_another_shard_count_survive_a_local_rerun(
         published.unlink()
     after = make_search(tmp_path, sharding={"shards": 5})
 
-    with caplog.at_level("INFO", logger="kubegrid.execution"):
-        code = cli.main(["run", str(after.path), "--quiet", "--workers", "1"])
+    ran = rerun_tasks(after, caplog)
 
-    assert code == 0
-    ran = [
-        int(line.split(": ")[1].split()[0])
-        for line in caplog.messages
-        if "tasks to run" in line
-    ]
     assert ran and sum(ran) == 0, caplog.messages
     assert not list((after.output / "partials").rglob("chunks/*/*.json"))
     assert_same_search(read_outcome(after.output), after.expected(), after.data.X)
